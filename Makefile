@@ -1,0 +1,51 @@
+# ModelLens: `make run` serves the dashboard, `make test` runs every check. Both set up a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint pytest test-fast bench chromium clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.deps: requirements.txt constraints.txt scripts/install.sh
+	PYTHON=$(PYTHON) sh scripts/install.sh deps
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.deps requirements-dev.txt
+	PYTHON=$(PYTHON) sh scripts/install.sh deps dev
+	touch $@
+
+$(VENV)/.project: $(VENV)/.deps pyproject.toml
+	sh scripts/install.sh project
+	touch $@
+
+run: $(VENV)/.project ## Start the dashboard on http://localhost:$(PORT) (built-in demo until you upload)
+	$(BIN)/modellens serve --port $(PORT)
+
+chromium: ## Install Debian's Chromium for the browser tests if it is missing
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+
+lint: $(VENV)/.dev ## ruff check, ruff format --check, hadolint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+
+pytest: $(VENV)/.dev $(VENV)/.project chromium ## Run the whole pytest suite (unit, AppTest, browser)
+	$(BIN)/python -m pytest -q
+
+test: lint pytest ## Everything CI runs: lint + the whole test suite
+
+test-fast: $(VENV)/.dev $(VENV)/.project ## Unit and AppTest only (no browser)
+	$(BIN)/python -m pytest -q -m "not e2e and not slow and not automl"
+
+bench: $(VENV)/.project ## Benchmarks (speed is measured here, never asserted in tests)
+	$(BIN)/python -m bench
+
+clean: ## Remove the virtualenv and caches (your ~/.modellens data is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
