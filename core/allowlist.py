@@ -1,0 +1,166 @@
+"""What an uploaded pickle may reference: the exact globals real model files use, and nothing else.
+
+Derived from 701 real model files (scikit-learn, XGBoost, LightGBM, CatBoost, joblib; numpy 1.x and 2.x);
+see ``shared/research/safe-loading.md``. Roles: ``R`` may be called by REDUCE (each has an argument
+validator in :mod:`core.safe_pickle`), ``C`` is a class that may be instantiated (NEWOBJ with no
+arguments) and receive state (BUILD), ``V`` may be stored as a value.
+
+This module must stay importable by Python 3.9 with numpy 1.23 (the Azure AutoML worker runs it).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "AUTOML_CLASS_PREFIXES",
+    "CLASS_PREFIXES",
+    "CUSTOM_CODE_MODULES",
+    "CYTHON_REDUCE_MODULES",
+    "DENY_MODULE_RE",
+    "EXACT",
+    "KNOWN_PACKAGES",
+    "OPTIONAL_PANDAS",
+    "PURE_FUNCTIONS",
+    "SAFE_MODULE_RE",
+]
+
+# numpy helpers are listed under their numpy-2 module; core.safe_pickle maps the numpy-1 spelling
+# (numpy.core.*) to whichever the installed numpy provides.
+EXACT: dict[tuple[str, str], str] = {
+    ("numpy", "ndarray"): "CV",
+    ("numpy", "dtype"): "RV",
+    ("numpy._core.multiarray", "_reconstruct"): "R",
+    ("numpy._core.multiarray", "scalar"): "R",
+    ("numpy._core.numeric", "_frombuffer"): "R",
+    ("numpy.ma.core", "_mareconstruct"): "R",
+    ("numpy.ma.core", "MaskedArray"): "CV",
+    ("numpy.random._pickle", "__randomstate_ctor"): "R",
+    ("numpy.random._pickle", "__bit_generator_ctor"): "RV",
+    ("numpy.random._pickle", "__generator_ctor"): "R",
+    ("numpy.random._mt19937", "MT19937"): "CV",
+    ("numpy.random._pcg64", "PCG64"): "CV",
+    ("numpy.random._pcg64", "PCG64DXSM"): "CV",
+    ("numpy.random._philox", "Philox"): "CV",
+    ("numpy.random._sfc64", "SFC64"): "CV",
+    ("numpy.random.bit_generator", "SeedSequence"): "CV",
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"): "R",
+    ("numpy.random.mtrand", "RandomState"): "CV",
+    ("numpy.random._generator", "Generator"): "CV",
+    ("builtins", "slice"): "R",
+    ("builtins", "bytearray"): "R",
+    ("builtins", "bytes"): "R",
+    ("builtins", "set"): "RV",
+    ("builtins", "frozenset"): "RV",
+    ("builtins", "complex"): "RV",
+    ("builtins", "object"): "V",
+    ("builtins", "dict"): "V",
+    ("builtins", "list"): "V",
+    ("builtins", "tuple"): "V",
+    ("builtins", "int"): "V",
+    ("builtins", "float"): "V",
+    ("builtins", "str"): "V",
+    ("builtins", "bool"): "V",
+    ("_codecs", "encode"): "R",
+    ("copyreg", "_reconstructor"): "R",
+    ("collections", "OrderedDict"): "RCV",
+    ("collections", "defaultdict"): "RC",
+    ("functools", "partial"): "RC",
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"): "C",
+    ("sklearn.tree._tree", "Tree"): "RC",
+    ("sklearn.metrics._dist_metrics", "newObj"): "R",
+    ("sklearn.neighbors._kd_tree", "newObj"): "R",
+    ("sklearn.neighbors._ball_tree", "newObj"): "R",
+    ("sklearn.utils.validation", "check_array"): "V",
+    ("sklearn.feature_selection._univariate_selection", "f_classif"): "V",
+    ("sklearn.feature_selection._univariate_selection", "f_regression"): "V",
+    ("sklearn.feature_selection._univariate_selection", "r_regression"): "V",
+    ("sklearn.feature_selection._univariate_selection", "chi2"): "V",
+    ("sklearn.feature_selection._univariate_selection", "f_oneway"): "V",
+    ("sklearn.feature_selection._mutual_info", "mutual_info_classif"): "V",
+    ("sklearn.feature_selection._mutual_info", "mutual_info_regression"): "V",
+    ("scipy.interpolate._bsplines", "BSpline"): "C",
+    ("scipy._lib.array_api_compat.numpy._aliases", "asarray"): "V",
+    ("scipy.sparse._csr", "csr_matrix"): "C",
+    ("scipy.sparse._csc", "csc_matrix"): "C",
+    ("scipy.sparse._coo", "coo_matrix"): "C",
+    ("scipy.sparse._dia", "dia_matrix"): "C",
+    ("scipy.sparse._csr", "csr_array"): "C",
+    ("scipy.sparse._csc", "csc_array"): "C",
+    # Boosting libraries: exact classes only. Their modules also expose DMatrix / Dataset / Pool,
+    # which read local files when constructed, so no prefix rule here.
+    ("xgboost.sklearn", "XGBClassifier"): "C",
+    ("xgboost.sklearn", "XGBRegressor"): "C",
+    ("xgboost.sklearn", "XGBRanker"): "C",
+    ("xgboost.sklearn", "XGBRFClassifier"): "C",
+    ("xgboost.sklearn", "XGBRFRegressor"): "C",
+    ("xgboost.sklearn", "XGBModel"): "C",
+    ("xgboost.core", "Booster"): "C",
+    ("lightgbm.sklearn", "LGBMClassifier"): "C",
+    ("lightgbm.sklearn", "LGBMRegressor"): "C",
+    ("lightgbm.sklearn", "LGBMRanker"): "C",
+    ("lightgbm.sklearn", "LGBMModel"): "C",
+    ("lightgbm.basic", "Booster"): "C",
+    ("catboost.core", "CatBoostClassifier"): "C",
+    ("catboost.core", "CatBoostRegressor"): "C",
+    ("catboost.core", "CatBoostRanker"): "C",
+    ("catboost.core", "CatBoost"): "C",
+}
+
+# pandas objects inside a model: off for ordinary uploads, on in the AutoML worker.
+OPTIONAL_PANDAS: dict[tuple[str, str], str] = {
+    ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"): "R",
+    ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"): "R",
+    ("pandas._libs.tslibs.nattype", "__nat_unpickle"): "R",
+}
+
+# Class-only prefix rules: the module is checked before it is imported, the name may not contain
+# a dot, and the object must be a class whose __module__ is exactly that module.
+CLASS_PREFIXES: tuple[str, ...] = ("sklearn.",)
+AUTOML_CLASS_PREFIXES: tuple[str, ...] = (
+    "sklearn.",
+    "azureml.automl.runtime.",
+    "azureml.training.tabular.",
+    "azureml.automl.core.",
+    "sklearn_pandas.",
+)
+
+# Sub-packages that are never imported: side effects on import, file or network I/O, test code,
+# re-exports of os / numpy.load / importlib.
+DENY_MODULE_RE = re.compile(
+    r"(^|\.)(tests?|testing|_testing|conftest|experimental|datasets|externals|_build_utils|"
+    r"__check_build|_show_versions|_distributor_init|_config|cache|_cache|io|_io|utilities|"
+    r"logging_utilities|file_utilities|telemetry|_vendor|vendor)(\.|$)"
+    r"|^sklearn\.utils\.(parallel|_joblib|discovery|fixes|_openmp_helpers|_repr_html)(\.|$)"
+)
+
+SAFE_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+# Extension types whose legitimate __reduce__ is (cls, (scalars...)).
+CYTHON_REDUCE_MODULES = frozenset({"sklearn._loss._loss", "sklearn.linear_model._sgd_fast"})
+
+# Functions a model may hold as values (FunctionTransformer.func, SelectKBest.score_func, partial.func):
+# they are called at predict time with our data, so only pure computations belong here. numpy
+# ufuncs (np.log1p, np.expm1, ...) are allowed by rule in core.safe_pickle.
+PURE_FUNCTIONS: frozenset[tuple[str, str]] = frozenset(
+    key for key, roles in EXACT.items() if roles == "V" and key[0].startswith(("sklearn.", "scipy."))
+)
+
+# Top-level modules of libraries a model may legitimately need, with their pip names: a global
+# from one of these that is not installed is a missing dependency, not custom code.
+KNOWN_PACKAGES: dict[str, str] = {
+    "sklearn": "scikit-learn",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "joblib": "joblib",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "catboost": "catboost",
+    "pandas": "pandas",
+    "azureml": "azureml-automl-runtime",
+    "sklearn_pandas": "sklearn-pandas",
+    "lz4": "lz4",
+}
+
+# Modules whose globals mean "this file carries custom Python code".
+CUSTOM_CODE_MODULES = re.compile(r"^(__main__|cloudpickle|dill|types|marshal)(\.|$)")

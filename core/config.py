@@ -1,0 +1,98 @@
+"""Settings read once from the environment (``MODELLENS_*`` variables); frozen and explicit."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}.") from exc
+
+
+def _env_float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        return float(raw) if raw else default
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, not {raw!r}.") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of a ModelLens deployment.
+
+    Attributes:
+        home: Data directory (demo cache, runtimes, store). ``MODELLENS_HOME``, default ``~/.modellens``.
+        store_dir: Share store directory. ``MODELLENS_STORE``, default ``<home>/store``.
+        trust_pickles: Load pickles with the plain unpickler (local single-user opt-in only).
+            ``MODELLENS_TRUST_PICKLES=1`` or ``modellens --trust``.
+        max_model_bytes: Cap on a model file after decompression. ``MODELLENS_MAX_MODEL_MB``.
+        max_rows: Cap on rows of an uploaded table. ``MODELLENS_MAX_ROWS``.
+        worker_memory_mb: Address-space cap of a model worker. ``MODELLENS_WORKER_MEMORY_MB``.
+        worker_cpu_seconds: CPU-time budget of one worker request. ``MODELLENS_WORKER_CPU_SECONDS``.
+        worker_idle_seconds: Idle workers are stopped after this long. ``MODELLENS_WORKER_IDLE_SECONDS``.
+        explain_budget_seconds: Work budget of the first (sampled) global view. ``MODELLENS_BUDGET_SECONDS``.
+        share_days: Default lifetime of a share link. ``MODELLENS_SHARE_DAYS``.
+        password: Optional password for the whole app. ``MODELLENS_PASSWORD``.
+        dask_scheduler: Address of a Dask scheduler for full-table work. ``MODELLENS_DASK_SCHEDULER``.
+        automl_python: Python 3.9/3.10 interpreter for the AutoML runtime. ``MODELLENS_AUTOML_PYTHON``.
+        read_only: Serve share links only: no uploads. ``MODELLENS_READ_ONLY=1``.
+        login_for_uploads: Require login to upload (share links stay viewable by link).
+            ``MODELLENS_LOGIN_FOR=uploads`` (default) or ``all``.
+    """
+
+    home: Path = field(default_factory=lambda: Path.home() / ".modellens")
+    store_dir: Path = field(default_factory=lambda: Path.home() / ".modellens" / "store")
+    trust_pickles: bool = False
+    max_model_bytes: int = 1024 * 1024 * 1024
+    max_rows: int = 2_000_000
+    worker_memory_mb: int = 6144
+    worker_cpu_seconds: int = 600
+    worker_idle_seconds: int = 900
+    explain_budget_seconds: float = 2.0
+    share_days: int = 30
+    password: str | None = None
+    dask_scheduler: str | None = None
+    automl_python: str | None = None
+    read_only: bool = False
+    login_for: str = "uploads"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``).
+
+        Raises:
+            ValueError: A variable holds a value of the wrong kind; the message names it.
+        """
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("MODELLENS_HOME") or Path.home() / ".modellens").expanduser()
+        login_for = env.get("MODELLENS_LOGIN_FOR", "uploads").strip().lower() or "uploads"
+        if login_for not in {"uploads", "all"}:
+            raise ValueError(f"MODELLENS_LOGIN_FOR must be 'uploads' or 'all', not {login_for!r}.")
+        return cls(
+            home=home,
+            store_dir=Path(env.get("MODELLENS_STORE") or home / "store").expanduser(),
+            trust_pickles=env.get("MODELLENS_TRUST_PICKLES", "").strip().lower() in _TRUE,
+            max_model_bytes=_env_int(env, "MODELLENS_MAX_MODEL_MB", 1024) * 1024 * 1024,
+            max_rows=_env_int(env, "MODELLENS_MAX_ROWS", 2_000_000),
+            worker_memory_mb=_env_int(env, "MODELLENS_WORKER_MEMORY_MB", 6144),
+            worker_cpu_seconds=_env_int(env, "MODELLENS_WORKER_CPU_SECONDS", 600),
+            worker_idle_seconds=_env_int(env, "MODELLENS_WORKER_IDLE_SECONDS", 900),
+            explain_budget_seconds=_env_float(env, "MODELLENS_BUDGET_SECONDS", 2.0),
+            share_days=_env_int(env, "MODELLENS_SHARE_DAYS", 30),
+            password=env.get("MODELLENS_PASSWORD") or None,
+            dask_scheduler=env.get("MODELLENS_DASK_SCHEDULER") or None,
+            automl_python=env.get("MODELLENS_AUTOML_PYTHON") or None,
+            read_only=env.get("MODELLENS_READ_ONLY", "").strip().lower() in _TRUE,
+            login_for=login_for,
+        )
