@@ -1,0 +1,310 @@
+"""Model workers: each uploaded model lives in its own resource-limited process, never in the server.
+
+The server talks to a worker over its stdin/stdout with plain-data messages (:mod:`core.wire`). A worker
+has an address-space cap and a per-request CPU-time limit (set by the worker itself before it reads a
+model), an environment without secrets, and a wall-clock deadline enforced here. When it crashes (a
+segfault in native code from a tampered tree, memory exhausted, time limit), the request fails with a
+:class:`~core.errors.WorkerError` that says what happened; the server and other sessions carry on, and the
+next request starts a fresh worker. Idle workers are reaped by :class:`WorkerPool`.
+
+A worker may run another Python (the Azure AutoML runtime): only plain data crosses the boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core import errors, wire
+from core.config import Settings
+
+__all__ = ["ModelWorker", "WorkerPool", "close_default_pool", "default_pool"]
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "NUMBA_CACHE_DIR", "MODELLENS_HOME")
+_SIGNALS = {
+    signal.SIGSEGV: "crashed in native code (segmentation fault)",
+    signal.SIGBUS: "crashed in native code (bus error)",
+    signal.SIGILL: "crashed in native code (illegal instruction)",
+    signal.SIGABRT: "aborted in native code (often memory exhausted)",
+    signal.SIGXCPU: "used up its CPU-time limit",
+    signal.SIGKILL: "was killed (memory or time limit)",
+}
+
+
+def _worker_env(settings: Settings, extra: dict[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["MODELLENS_WORKER_MEMORY_MB"] = str(settings.worker_memory_mb)
+    env["MODELLENS_WORKER_CPU_SECONDS"] = str(settings.worker_cpu_seconds)
+    env.setdefault("NUMBA_CACHE_DIR", str(settings.home / "numba-cache"))
+    env.update(extra or {})
+    return env
+
+
+class ModelWorker:
+    """A handle to one worker process; requests on it are serialised.
+
+    Args:
+        settings: Limits (memory, CPU time) and paths.
+        command: The worker command (default: this Python running :mod:`core.worker_main`).
+        extra_env: Extra environment variables for the worker.
+        label: A name for logs and messages.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        command: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+        label: str = "model",
+    ):
+        self.settings = settings or Settings.from_env()
+        self.command = command or [sys.executable, "-m", "core.worker_main"]
+        self.extra_env = extra_env
+        self.label = label
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+        self.last_used = time.monotonic()
+        self.lock = threading.RLock()
+        self.busy = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start the process and wait until it has imported its libraries."""
+        with self.lock:
+            if self.alive:
+                return
+            self.proc = subprocess.Popen(  # noqa: S603 - fixed command, no shell
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=_worker_env(self.settings, self.extra_env),
+                cwd=str(PROJECT_ROOT),
+                process_group=0,
+            )
+            self.info = self._receive(time.monotonic() + timeout)
+            log.info("worker %s started (pid %s)", self.label, self.proc.pid)
+
+    def close(self) -> None:
+        """Stop the process (politely, then by force)."""
+        with self.lock:
+            proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None and proc.stdin:
+                proc.stdin.close()
+                proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if proc.poll() is None:
+            _kill(proc)
+        for stream in (proc.stdin, proc.stdout):
+            if stream:
+                stream.close()
+
+    # -- requests ------------------------------------------------------------------------------------
+    def call(self, op: str, timeout: float | None = None, **payload: Any) -> Any:
+        """Send one request and return its result.
+
+        Raises:
+            ModelLensError: The typed error the worker reported (unsafe model, missing dependency, ...).
+            WorkerError: The worker crashed, hit a limit, or did not answer in time.
+        """
+        with self.lock:
+            if not self.alive:
+                self.start()
+            self.busy = True
+            try:
+                assert self.proc is not None and self.proc.stdin is not None
+                deadline = time.monotonic() + (timeout or self.settings.worker_cpu_seconds * 2 + 60)
+                try:
+                    wire.write_message(self.proc.stdin, {"op": op, **payload})
+                except (BrokenPipeError, OSError):
+                    raise self._crashed() from None
+                return self._receive(deadline)
+            finally:
+                self.busy = False
+                self.last_used = time.monotonic()
+
+    def _receive(self, deadline: float) -> Any:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            head = self._read(8, deadline)
+            (size,) = struct.unpack("<Q", head)
+            reply = wire.decode(self._read(size, deadline))
+        except TimeoutError:
+            _kill(self.proc)
+            raise errors.WorkerError(
+                f"The {self.label} worker did not answer in time and was stopped; try fewer rows, or a smaller model."
+            ) from None
+        except (EOFError, OSError, wire.WireError):
+            raise self._crashed() from None
+        if reply.get("ok"):
+            return reply.get("result")
+        raise _error_from(reply)
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        chunks, remaining = [], size
+        while remaining:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, min(remaining, 1 << 24))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def _crashed(self) -> errors.WorkerError:
+        proc = self.proc
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                code = proc.poll()
+        self.close()
+        reason = "stopped unexpectedly"
+        if code is not None and code < 0:
+            reason = _SIGNALS.get(signal.Signals(-code), f"was stopped by signal {-code}")
+        elif code:
+            reason = f"exited with status {code}"
+        log.warning("worker %s %s", self.label, reason)
+        return errors.WorkerError(
+            f"The {self.label} worker {reason}; the file may be damaged or tampered with, or need more memory. "
+            "The dashboard is fine: the next action starts a fresh worker."
+        )
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a zombie that ignores SIGKILL
+        log.error("worker %s did not die", proc.pid)
+
+
+_ERRORS: dict[str, Callable[..., errors.ModelLensError]] = {
+    "ModelLoadError": errors.ModelLoadError,
+    "DataError": errors.DataError,
+    "ExplanationError": errors.ExplanationError,
+    "WorkerError": errors.WorkerError,
+    "CancelledError": errors.CancelledError,
+    "EngineMissing": errors.EngineMissing,
+}
+
+
+def _error_from(reply: dict[str, Any]) -> errors.ModelLensError:
+    kind, message, extra = reply.get("error", ""), reply.get("message", ""), reply.get("extra") or {}
+    if kind == "UnsafeModelError":
+        return errors.UnsafeModelError(message, extra.get("refused", []), custom_code=bool(extra.get("custom_code")))
+    if kind == "MissingDependencyError":
+        return errors.MissingDependencyError(message, extra.get("package", ""), extra.get("trained_version"))
+    if kind == "SchemaError":
+        return errors.SchemaError(message, extra.get("missing", []))
+    return _ERRORS.get(kind, errors.WorkerError)(message)
+
+
+class WorkerPool:
+    """Workers keyed by model (sha256 + trust + runtime), shared by every session that loads the same bytes.
+
+    A background thread stops workers idle for longer than ``settings.worker_idle_seconds``. Extra
+    workers of the same model (``helpers``) serve full-table jobs on every core while the main worker
+    keeps answering clicks.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, reap_every: float = 30.0):
+        self.settings = settings or Settings.from_env()
+        self._workers: dict[tuple[str, ...], list[ModelWorker]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, args=(reap_every,), daemon=True, name="worker-reaper")
+        self._reaper.start()
+
+    def get(self, key: tuple[str, ...], factory: Callable[[], ModelWorker], index: int = 0) -> ModelWorker:
+        """The ``index``-th worker for key, created with factory when missing."""
+        with self._lock:
+            group = self._workers.setdefault(key, [])
+            while len(group) <= index:
+                group.append(factory())
+            return group[index]
+
+    def workers(self) -> list[ModelWorker]:
+        """Every worker handle in the pool."""
+        with self._lock:
+            return [w for group in self._workers.values() for w in group]
+
+    def reap(self, now: float | None = None) -> int:
+        """Stop idle workers; returns how many were stopped."""
+        now = time.monotonic() if now is None else now
+        stopped = 0
+        for worker in self.workers():
+            idle = now - worker.last_used
+            if worker.alive and not worker.busy and idle > self.settings.worker_idle_seconds:
+                worker.close()
+                stopped += 1
+        return stopped
+
+    def _reap_loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self.reap()
+            except Exception:  # pragma: no cover - the reaper must never die
+                log.exception("worker reaper failed")
+
+    def close(self) -> None:
+        """Stop every worker and the reaper."""
+        self._stop.set()
+        for worker in self.workers():
+            worker.close()
+        with self._lock:
+            self._workers.clear()
+
+
+_DEFAULT: WorkerPool | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_pool() -> WorkerPool:
+    """A process-wide pool for the CLI and scripts (the dashboard keeps its own in ``st.cache_resource``)."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = WorkerPool()
+        return _DEFAULT
+
+
+def close_default_pool() -> None:
+    """Stop the process-wide pool's workers, if it was ever created."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        pool, _DEFAULT = _DEFAULT, None
+    if pool is not None:
+        pool.close()

@@ -1,0 +1,108 @@
+"""The model worker process: ``python -m core.worker_main``.
+
+Reads plain-data requests on stdin and answers on stdout (:mod:`core.wire`); the model it loads never
+leaves this process. Before anything else it caps its own address space and, before each request, its
+CPU time (``SIGXCPU`` ends a runaway request; the server sees the crash and reports it). stdout is kept
+for the protocol: anything a library prints goes to stderr (the server log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import sys
+import time
+import traceback
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("modellens.worker")
+
+
+def _set_memory_limit() -> None:
+    megabytes = int(os.environ.get("MODELLENS_WORKER_MEMORY_MB", "0") or 0)
+    if megabytes > 0:
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _limit_cpu(seconds: int) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime + seconds) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+class WorkerState:
+    """What lives in the worker: the model, its card, and the explainers built on it."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.card: dict[str, Any] = {}
+        self.engines: dict[str, Any] = {}
+
+
+def _handle(state: WorkerState, request: dict[str, Any]) -> Any:
+    from core import worker_ops
+
+    op = request.pop("op", "")
+    handler = getattr(worker_ops, f"op_{op}", None)
+    if handler is None:
+        raise ValueError(f"unknown worker operation {op!r}")
+    return handler(state, **request)
+
+
+def _error_reply(exc: BaseException) -> dict[str, Any]:
+    from core import errors
+
+    if isinstance(exc, errors.ModelLensError):
+        fields = ("refused", "custom_code", "package", "trained_version", "missing")
+        extra = {k: getattr(exc, k) for k in fields if hasattr(exc, k)}
+        extra = {k: (list(v) if isinstance(v, tuple) else v) for k, v in extra.items()}
+        return {"ok": False, "error": type(exc).__name__, "message": str(exc), "extra": extra}
+    log.error("worker request failed:\n%s", "".join(traceback.format_exception(exc)))
+    return {
+        "ok": False,
+        "error": "WorkerError",
+        "message": f"The model failed while computing this ({type(exc).__name__}); details are in the server log.",
+    }
+
+
+def main() -> None:
+    """Serve requests until stdin closes."""
+    _set_memory_limit()
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # library prints must not corrupt the protocol
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s worker %(levelname)s %(message)s")
+    from core import wire, worker_ops
+
+    worker_ops.warm_up()
+    wire.write_message(protocol_out, {"ok": True, "result": worker_ops.runtime_info()})
+    state = WorkerState()
+    cpu_budget = int(os.environ.get("MODELLENS_WORKER_CPU_SECONDS", "600") or 600)
+    stdin = sys.stdin.buffer
+    while True:
+        try:
+            request = wire.read_message(stdin)
+        except EOFError:
+            break
+        _limit_cpu(cpu_budget)
+        started = time.perf_counter()
+        try:
+            reply: dict[str, Any] = {"ok": True, "result": _handle(state, request)}
+        except MemoryError:
+            reply = {"ok": False, "error": "WorkerError", "message": "The model ran out of memory in its worker."}
+            wire.write_message(protocol_out, reply)
+            os._exit(3)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one typed reply
+            reply = _error_reply(exc)
+        log.debug("request took %.3fs", time.perf_counter() - started)
+        wire.write_message(protocol_out, reply)
+
+
+if __name__ == "__main__":
+    main()
