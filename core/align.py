@@ -1,0 +1,192 @@
+"""Matching an uploaded table to a model: column order, target, extra columns, types.
+
+Never surprising: everything :func:`align` changes or sets aside is reported as a notice, and anything it
+cannot fix is a :class:`~core.errors.SchemaError` / :class:`~core.errors.DataError` naming the columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataError, SchemaError
+
+__all__ = ["TARGET_NAMES", "Aligned", "align"]
+
+TARGET_NAMES = ("target", "label", "y", "class", "outcome", "actual", "ground_truth", "response")
+
+
+@dataclass(frozen=True, eq=False)
+class Aligned:
+    """A table matched to a model.
+
+    Attributes:
+        frame: The model's input columns, in its order, with usable types.
+        target: The target column when present (for metrics and permutation importance).
+        target_name: Its name.
+        ignored: Columns set aside (IDs, notes, ...).
+        notices: One sentence per thing the user should know.
+        by_position: True when a model fitted on bare arrays was matched by column position.
+    """
+
+    frame: pd.DataFrame
+    target: pd.Series | None = None
+    target_name: str | None = None
+    ignored: tuple[str, ...] = ()
+    notices: tuple[str, ...] = field(default=())
+    by_position: bool = False
+
+
+def _normalise(name: str) -> str:
+    return " ".join(str(name).strip().lower().replace("_", " ").split())
+
+
+def align(model: Any, frame: pd.DataFrame, *, target: str | None = None) -> Aligned:
+    """Match a table to a model (a :class:`~core.models.LoadedModel` or anything with the same card fields).
+
+    Args:
+        model: The model card: ``feature_names``, ``n_features``, ``input_kinds``, ``categories``, ``classes``.
+        frame: The uploaded table.
+        target: The target column chosen by the user (None: detect it by name or by its values).
+
+    Raises:
+        SchemaError: Required columns are missing (named), or a bare-array model's column count does not fit.
+        DataError: A column the model needs as numbers holds text that is not numeric.
+    """
+    notices: list[str] = []
+    expected = list(model.feature_names) if model.feature_names is not None else None
+    if target is not None and target not in frame.columns:
+        raise SchemaError(f"The target column {target!r} is not in the table.", [target])
+    if expected is None:
+        return _align_by_position(model, frame, target, notices)
+    frame = _match_names(frame, expected, notices)
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        shown = ", ".join(map(repr, missing[:12])) + (" …" if len(missing) > 12 else "")
+        raise SchemaError(
+            f"The table lacks {len(missing)} column{'s' if len(missing) > 1 else ''} the model needs: {shown}. "
+            "Upload the table the model was trained on (same column names).",
+            missing,
+        )
+    target_name = target or _detect_target(model, frame, expected)
+    if target_name is not None and target is None:
+        notices.append(
+            f"Column {target_name!r} looks like the target; it is shown as the actual value, not used as input."
+        )
+    ignored = [c for c in frame.columns if c not in expected and c != target_name]
+    if ignored:
+        notices.append(f"Ignored {len(ignored)} column(s) the model does not use: {', '.join(map(repr, ignored[:8]))}.")
+    out = _coerce(model, frame[expected].copy(), notices)
+    tgt = frame[target_name].reset_index(drop=True) if target_name else None
+    return Aligned(out.reset_index(drop=True), tgt, target_name, tuple(ignored), tuple(notices))
+
+
+def _match_names(frame: pd.DataFrame, expected: list[str], notices: list[str]) -> pd.DataFrame:
+    """Rename columns that differ from the model's only by case, spaces or underscores."""
+    present = set(frame.columns)
+    by_norm = {_normalise(c): c for c in frame.columns}
+    renames = {}
+    for name in expected:
+        if name not in present and _normalise(name) in by_norm and by_norm[_normalise(name)] not in expected:
+            renames[by_norm[_normalise(name)]] = name
+    if renames:
+        notices.append(
+            "Matched columns by name ignoring case and spaces: " + ", ".join(f"{a!r}→{b!r}" for a, b in renames.items())
+        )
+        frame = frame.rename(columns=renames)
+    return frame
+
+
+def _detect_target(model: Any, frame: pd.DataFrame, expected: list[str]) -> str | None:
+    candidates = [c for c in frame.columns if c not in expected]
+    for c in candidates:
+        if _normalise(c) in TARGET_NAMES:
+            return c
+    classes = getattr(model, "classes", None)
+    if classes:
+        labels = {str(c) for c in classes}
+        for c in candidates:
+            values = {str(v) for v in frame[c].dropna().unique()[:1000]}
+            if values and values <= labels and len(values) >= min(2, len(labels)):
+                return c
+    return None
+
+
+def _align_by_position(model: Any, frame: pd.DataFrame, target: str | None, notices: list[str]) -> Aligned:
+    n = model.n_features
+    target_name = target
+    if target_name is None and n is not None and frame.shape[1] == n + 1:
+        named = [c for c in frame.columns if _normalise(c) in TARGET_NAMES]
+        target_name = named[0] if named else None
+    features = frame.drop(columns=[target_name]) if target_name else frame
+    if n is not None and features.shape[1] != n:
+        raise SchemaError(
+            f"The model was fitted on {n} unnamed columns but the table has {features.shape[1]}"
+            f"{' besides the target' if target_name else ''}; upload a table with exactly {n} feature columns in the "
+            "training order."
+        )
+    notices.append(
+        f"The model was fitted without column names: matched the table's {features.shape[1]} columns by position."
+    )
+    if target_name:
+        notices.append(f"Column {target_name!r} is used as the target.")
+    out = _coerce(model, features.copy(), notices)
+    tgt = frame[target_name].reset_index(drop=True) if target_name else None
+    return Aligned(out.reset_index(drop=True), tgt, target_name, (), tuple(notices), by_position=True)
+
+
+def _coerce(model: Any, frame: pd.DataFrame, notices: list[str]) -> pd.DataFrame:
+    kinds = getattr(model, "input_kinds", {}) or {}
+    categories = getattr(model, "categories", {}) or {}
+    for col in frame.columns:
+        kind = kinds.get(col, "numeric" if kinds else None)
+        series = frame[col]
+        if kind in ("categorical", "category"):
+            frame[col] = _as_category(col, series, categories.get(col), notices, dtype=kind == "category")
+        elif kind == "numeric" or (kind is None and _mostly_numeric(series)):
+            frame[col] = _as_number(col, series, notices)
+        elif not pd.api.types.is_numeric_dtype(series.dtype):
+            frame[col] = series.astype(object).where(series.notna(), np.nan)
+    return frame
+
+
+def _mostly_numeric(series: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return True
+    converted = pd.to_numeric(series, errors="coerce")
+    return bool(converted.notna().sum() >= 0.9 * series.notna().sum() > 0)
+
+
+def _as_number(col: str, series: pd.Series, notices: list[str]) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype(np.float64)
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return series
+    converted = pd.to_numeric(series.astype("string").str.strip().str.replace(",", ".", regex=False), errors="coerce")
+    failed = series.notna() & converted.isna()
+    if failed.all() and series.notna().any():
+        example = str(series[failed].iloc[0])[:30]
+        raise DataError(f"Column {col!r} must hold numbers for this model, but holds text such as {example!r}.")
+    if failed.any():
+        notices.append(f"Column {col!r}: {int(failed.sum())} value(s) are not numbers and were treated as missing.")
+    return converted.astype(np.float64)
+
+
+def _as_category(col: str, series: pd.Series, known: list[Any] | None, notices: list[str], *, dtype: bool) -> pd.Series:
+    """Categorical input: plain values (object) for encoders, or a pandas category dtype for native boosters."""
+    values = series.astype(object).where(series.notna(), np.nan)
+    if known and all(isinstance(k, (int, float)) for k in known) and not pd.api.types.is_numeric_dtype(series.dtype):
+        values = pd.to_numeric(series, errors="coerce")
+    elif pd.api.types.is_numeric_dtype(series.dtype) and not (known and all(isinstance(k, str) for k in known)):
+        values = series
+    if known:
+        unknown = values.notna() & ~values.isin(known)
+        if unknown.any():
+            notices.append(f"Column {col!r}: {int(unknown.sum())} value(s) were not seen in training.")
+    if dtype:
+        cats = known if known else sorted(values.dropna().unique().tolist(), key=str)
+        return pd.Series(pd.Categorical(values, categories=cats), index=series.index)
+    return values

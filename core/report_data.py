@@ -1,0 +1,26 @@
+"""Tables that leave ModelLens (CSV / Parquet downloads): safe to open in a spreadsheet."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["neutralise_formula", "safe_table"]
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: object) -> object:
+    """Prefix text that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) with a quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def safe_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells and column names cannot be spreadsheet formulas (numbers are untouched)."""
+    out = frame.copy()
+    out.columns = [neutralise_formula(str(c)) for c in out.columns]
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col].dtype):
+            out[col] = out[col].map(neutralise_formula)
+    return out
