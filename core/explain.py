@@ -199,8 +199,13 @@ class _LocalBackend:
         data = None
         if result.engineered is not None:
             data = _dense(self.engine._engineer(frame))
-        return {"values": result.values, "base": result.base, "prediction": result.prediction,
-                "engineered": result.engineered, "engineered_data": data}  # fmt: skip
+        return {
+            "values": result.values,
+            "base": result.base,
+            "prediction": result.prediction,
+            "engineered": result.engineered,
+            "engineered_data": data,
+        }
 
     def estimate(self, frame: pd.DataFrame) -> float:
         self.engine.explain(frame.head(1), np.zeros(1, dtype=np.int64))

@@ -160,6 +160,7 @@ class _Resolver:
         self.refused: dict[str, str] = {}  # "module.name" -> reason
         self.missing: dict[str, str] = {}  # pip name -> first global that needed it
         self.keep: list[object] = []  # keep resolved objects alive so ids stay unique
+        self.custom: set[str] = set()  # refused globals that are custom code (user modules, cloudpickle)
 
     def resolve(self, module: str, name: str) -> object:
         qual = f"{module}.{name}"
@@ -167,14 +168,16 @@ class _Resolver:
             return self.refuse(qual, "not a plain module and name")
         module = _canonical_module(module)
         top = module.split(".")[0]
+        if top in allowlist.KNOWN_PACKAGES and not _is_installed(top):
+            self.missing.setdefault(allowlist.KNOWN_PACKAGES[top], qual)
+            return _Refused(qual)
         roles = _exact_roles(self.policy, module, name)
         if roles is None:
             roles = self._rule_roles(module, name)
         if roles is None:
+            if _is_custom_code(module):
+                self.custom.add(qual)
             return self.refuse(qual, "not on the allowlist")
-        if top in allowlist.KNOWN_PACKAGES and not _is_installed(top):
-            self.missing.setdefault(allowlist.KNOWN_PACKAGES[top], qual)
-            return _Refused(qual)
         try:
             obj = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
@@ -191,6 +194,8 @@ class _Resolver:
     def _rule_roles(self, module: str, name: str) -> str | None:
         if module == "numpy":
             return "numpy"  # ufuncs and scalar types, checked after resolution
+        if name.startswith("__pyx_unpickle_") and module in allowlist.CYTHON_REDUCE_MODULES:
+            return "R"  # Cython's generated unpickle helper; its validator checks the class it rebuilds
         if name.startswith("__"):
             return None
         for prefix in self.policy.class_prefixes:
@@ -332,6 +337,8 @@ class _Validators:
         entry = self.table.get(id(func))
         if entry is not None and entry[0] is func and self.u.resolver.has(func, "R"):
             return entry[1](func, args)
+        if getattr(func, "__name__", "").startswith("__pyx_unpickle_") and self.u.resolver.has(func, "R"):
+            return self.pyx_unpickle(func, args)
         if self.u.resolver.allowed_class(func) and func.__module__ in allowlist.CYTHON_REDUCE_MODULES:
             return self.scalars_only(func, args)
         if func is getattr and self.u.policy.allow_getattr:
@@ -430,6 +437,14 @@ class _Validators:
     def partial(self, func, args):
         _require(len(args) >= 1 and self.u.is_pure_function(args[0]), "functools.partial of an impure function")
         _require(all(_plain_tree(a) for a in args[1:]), "functools.partial arguments")
+        return func(*args)
+
+    def pyx_unpickle(self, func, args):
+        _require(len(args) == 3 and isinstance(args[1], int), f"{func.__name__} arguments")
+        cls, state = args[0], args[2]
+        expected = func.__name__[len("__pyx_unpickle_") :]
+        _require(self.u.resolver.allowed_class(cls) and cls.__name__ == expected, f"{func.__name__} of another class")
+        _require(state is None or _plain_tree(state), f"{func.__name__} state")
         return func(*args)
 
     def scalars_only(self, func, args):
@@ -762,13 +777,20 @@ def _check_array_state(state: object, u: SafeUnpickler) -> None:
     _require(_is_shape(shape) and isinstance(dtype, np.dtype), "ndarray shape/dtype")
     if dtype.hasobject:
         _require(isinstance(raw, list) and len(raw) == math.prod(shape), "object ndarray items")
-        _require(all(isinstance(v, _PLAIN) for v in raw), "object ndarray holding non-scalar objects")
+        _require(all(_object_item_ok(v, u) for v in raw), "object ndarray holding non-scalar objects")
         return
     _require(isinstance(raw, (bytes, bytearray, str)), "ndarray data must be bytes")
     size = _nbytes(shape, dtype)
     _require(len(raw) == size, "ndarray data does not match its shape")
     u.array_bytes[0] += size
     _require(u.array_bytes[0] <= u.policy.max_bytes, "arrays larger than the size cap")
+
+
+def _object_item_ok(value: object, u: SafeUnpickler) -> bool:
+    """Items of object arrays: plain scalars, or instances of allowed classes (GradientBoosting's trees)."""
+    if isinstance(value, _PLAIN) or isinstance(value, _Refused):
+        return True
+    return not isinstance(value, type) and not callable(value) and u.resolver.allowed_class(type(value))
 
 
 def _check_masked_state(state: object, policy: Policy) -> None:
@@ -968,7 +990,8 @@ def _run(u: SafeUnpickler) -> object:
 def _raise_for_refusals(resolver: _Resolver) -> None:
     if resolver.refused:
         names = sorted(resolver.refused)
-        custom = [n for n in names if _is_custom_code(n)]
+        custom = sorted(resolver.custom)
+        shown = [n if resolver.refused[n] == "not on the allowlist" else f"{n} ({resolver.refused[n]})" for n in names]
         if custom:
             raise UnsafeModelError(
                 f"This model contains custom Python code ({', '.join(custom[:6])}) and was refused, "
@@ -979,7 +1002,7 @@ def _raise_for_refusals(resolver: _Resolver) -> None:
             )
         raise UnsafeModelError(
             f"This file was refused because loading it would run code outside ModelLens's allowlist: "
-            f"{', '.join(names)}. Nothing in it was run; only load files you trust with `modellens --trust`.",
+            f"{'; '.join(shown)}. Nothing in it was run; only load files you trust with `modellens --trust`.",
             names,
         )
     if resolver.missing:
@@ -991,12 +1014,12 @@ def _raise_for_refusals(resolver: _Resolver) -> None:
         )
 
 
-def _is_custom_code(qual: str) -> bool:
-    top = qual.split(".")[0]
-    if allowlist.CUSTOM_CODE_MODULES.match(qual):
+def _is_custom_code(module: str) -> bool:
+    """True for modules that are user code or code serialisers, not a library or the standard library."""
+    if allowlist.CUSTOM_CODE_MODULES.match(module):
         return True
-    known = set(allowlist.KNOWN_PACKAGES) | set(sys.stdlib_module_names) | {"opcode", "__builtin__"}
-    return top not in known and not qual.startswith(("opcode ", "BUILD", "SETITEM", "APPEND", "ADDITEMS", "call "))
+    top = module.split(".")[0]
+    return top not in allowlist.KNOWN_PACKAGES and top not in sys.stdlib_module_names and top != "__builtin__"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,359 @@
+"""Plotly figure builders: an Explanation (or a row, or an importance) in, a ``go.Figure`` out.
+
+Numbers are computed elsewhere (:mod:`core.importance`, :mod:`core.explanation`); these only draw.
+
+Every string that comes from a user's model or data (feature names, category values, class labels) goes
+through :func:`esc` before plotly sees it: plotly renders text as pseudo-HTML, so a column named
+``<img src=x onerror=...>`` must arrive as entities and is shown as text, never markup. Each clickable
+point carries the row id in ``customdata[0]``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from core.errors import ExplanationError
+from core.explanation import Explanation, RowExplanation
+from core.importance import Importance, top_with_other
+
+__all__ = [
+    "beeswarm_figure",
+    "dependence_figure",
+    "esc",
+    "force_figure",
+    "format_value",
+    "importance_figure",
+    "prediction_figure",
+    "waterfall_figure",
+]
+
+POSITIVE, NEGATIVE = "#ff0051", "#008bfb"
+LOW_HIGH = [[0.0, NEGATIVE], [1.0, POSITIVE]]
+MISSING = "#bdbdbd"
+TEMPLATE = "plotly_white"
+
+
+def esc(text: Any) -> str:
+    """Text safe for plotly's pseudo-HTML labels and hovers."""
+    return html.escape(str(text), quote=True)
+
+
+def format_value(value: Any) -> str:
+    """A feature value as a short human string (``72,000``, ``0.153``, ``yes``, ``missing``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if v.is_integer() and abs(v) < 1e15:
+            return f"{int(v):,}"
+        return f"{v:,.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+    return str(value)
+
+
+def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        template=TEMPLATE,
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+        **kwargs,
+    )
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def importance_figure(importance: Importance, *, top_n: int = 15) -> go.Figure:
+    """Horizontal bars of a global importance, largest on top, the rest summed as "other features"."""
+    if len(importance.values) == 0:
+        raise ExplanationError("No features to draw; the explanation is empty.")
+    names, values, errors, other, n_other = top_with_other(importance, top_n)
+    labels = [esc(n) for n in names]
+    custom = list(names)
+    if n_other:
+        labels.append(f"{n_other} other features")
+        values = np.append(values, other)
+        custom.append("")
+        errors = None if errors is None else np.append(errors, 0.0)
+    fig = go.Figure(
+        go.Bar(
+            x=values[::-1],
+            y=labels[::-1],
+            orientation="h",
+            marker_color=[POSITIVE if c else MISSING for c in custom[::-1]],
+            customdata=[[c] for c in custom[::-1]],  # raw names: data for clicks, never rendered
+            error_x=None if errors is None else {"type": "data", "array": errors[::-1], "visible": True},
+            hovertemplate="<b>%{y}</b><br>%{x:.4g}<extra></extra>",
+        )
+    )
+    title = f"Global importance: {esc(importance.label)}"
+    fig = _layout(fig, title, height=max(320, 28 * len(labels) + 120), clickmode="event+select", dragmode=False)
+    fig.update_xaxes(title=esc(importance.label) + (f" — {esc(importance.note)}" if importance.note else ""))
+    return fig
+
+
+def _swarm_offsets(x: np.ndarray, nbins: int = 100, height: float = 0.4) -> np.ndarray:
+    """Vertical offsets stacking points that share an x bin, alternately above and below (shap's layout)."""
+    if len(x) == 0:
+        return x
+    span = np.nanmax(x) - np.nanmin(x)
+    quant = np.round(nbins * (x - np.nanmin(x)) / (span + 1e-12))
+    order = np.argsort(quant, kind="stable")
+    q_sorted = quant[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(q_sorted)) + 1]
+    rank = np.arange(len(x)) - np.repeat(starts, np.diff(np.r_[starts, len(x)]))
+    offsets = np.empty(len(x))
+    offsets[order] = np.ceil(rank / 2) * np.where(rank % 2 == 1, 1.0, -1.0)
+    return offsets * (height / max(1.0, np.abs(offsets).max() + 1))
+
+
+def _normalise(series: pd.Series) -> tuple[np.ndarray, bool]:
+    """Feature values as 0..1 (5th-95th percentile) for numeric features, or category codes."""
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        v = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = v[np.isfinite(v)]
+        if len(finite) == 0:
+            return v, False
+        lo, hi = np.percentile(finite, [5, 95])
+        if hi <= lo:
+            lo, hi = finite.min(), finite.max()
+        return np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1), False
+    codes = pd.Categorical(series.astype(object).where(series.notna(), None)).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return codes, True
+
+
+def beeswarm_figure(expl: Explanation, *, max_display: int = 15, max_rows: int = 2000, seed: int = 0) -> go.Figure:
+    """One row per feature, one point per explained row: x = SHAP value, colour = feature value.
+
+    Numeric features are coloured low (blue) to high (red); categorical ones by category; missing in grey.
+    WebGL traces keep tens of thousands of points smooth; beyond ``max_rows`` a seeded sample is drawn.
+    """
+    if len(expl) == 0:
+        raise ExplanationError("The beeswarm needs at least one explained row.")
+    rows = np.arange(len(expl))
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    order = np.argsort(-np.abs(expl.values).mean(axis=0), kind="stable")[:max_display]
+    traces: dict[str, dict[str, list[Any]]] = {k: {"x": [], "y": [], "c": [], "d": []} for k in ("num", "cat", "nan")}
+    for pos, j in enumerate(order[::-1]):
+        x = expl.values[rows, j]
+        y = pos + _swarm_offsets(x)
+        color, categorical = _normalise(expl.data.iloc[rows, j])
+        name = esc(expl.feature_names[j])
+        shown = [esc(format_value(v)) for v in expl.data.iloc[rows, j].tolist()]
+        for i, row in enumerate(rows):
+            kind = "nan" if np.isnan(color[i]) else ("cat" if categorical else "num")
+            t = traces[kind]
+            t["x"].append(x[i])
+            t["y"].append(y[i])
+            t["c"].append(qualitative.D3[int(color[i]) % 10] if kind == "cat" else color[i])
+            t["d"].append([int(expl.row_ids[row]), name, shown[i]])
+    fig = go.Figure()
+    hover = "<b>%{customdata[1]}</b> = %{customdata[2]}<br>SHAP %{x:.4g}<br>row %{customdata[0]}<extra></extra>"
+    for kind, t in traces.items():
+        if not t["x"]:
+            continue
+        marker: dict[str, Any] = {"size": 5, "opacity": 0.8}
+        if kind == "num":
+            marker.update(
+                color=t["c"],
+                colorscale=LOW_HIGH,
+                cmin=0,
+                cmax=1,
+                showscale=True,
+                colorbar={"title": "feature value", "tickvals": [0, 1], "ticktext": ["low", "high"]},
+            )
+        else:
+            marker.update(color=t["c"] if kind == "cat" else MISSING)
+        label = {"num": "numeric value", "cat": "category", "nan": "missing"}[kind]
+        fig.add_trace(
+            go.Scattergl(
+                x=t["x"],
+                y=t["y"],
+                mode="markers",
+                marker=marker,
+                customdata=t["d"],
+                hovertemplate=hover,
+                name=label,
+                showlegend=kind != "num",
+            )
+        )
+    ticks = [esc(expl.feature_names[j]) for j in order[::-1]]
+    title = f"Beeswarm: SHAP values ({esc(expl.units)}) — {esc(expl.coverage_label)}"
+    if len(rows) < len(expl):
+        title += f", showing {len(rows):,} points per feature"
+    fig = _layout(fig, title, height=max(360, 34 * len(order) + 140), clickmode="event+select", hovermode="closest")
+    fig.update_yaxes(tickvals=list(range(len(order))), ticktext=ticks, range=[-0.7, len(order) - 0.3])
+    fig.update_xaxes(title=f"SHAP value ({esc(expl.units)})", zeroline=True, zerolinecolor="#999")
+    fig.update_layout(legend={"orientation": "h", "y": -0.12})
+    return fig
+
+
+def _row_label(name: str, value: Any) -> str:
+    return f"{esc(name)} = {esc(format_value(value))}"
+
+
+def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure:
+    """Base value → each feature's push (largest nearest the prediction) → prediction."""
+    if not isinstance(row, RowExplanation):
+        raise ExplanationError("waterfall_figure needs one row; try expl.row(0).")
+    names, values, shown, other = row.ordered(max_display)
+    n_other = len(row.values) - len(names)
+    labels = [_row_label(n, v) for n, v in zip(names, shown, strict=True)][::-1]
+    amounts = list(values[::-1])
+    if n_other:
+        labels.insert(0, f"{n_other} other features")
+        amounts.insert(0, other)
+    labels.append("prediction")
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            y=labels,
+            x=[*amounts, 0.0],
+            base=row.base_value,
+            measure=["relative"] * len(amounts) + ["total"],
+            increasing={"marker": {"color": POSITIVE}},
+            decreasing={"marker": {"color": NEGATIVE}},
+            totals={"marker": {"color": "#555"}},
+            text=[f"{a:+.3g}" for a in amounts] + [f"{row.prediction:.4g}"],
+            textposition="outside",
+            connector={"line": {"color": "#bbb"}},
+            hovertemplate="%{y}<br>%{text}<extra></extra>",
+        )
+    )
+    fig = _layout(fig, f"Waterfall for row {row.row_id}", height=max(320, 30 * len(labels) + 120))
+    units = esc(_units(row))
+    fig.update_xaxes(title=f"{units} — starts at the average {row.base_value:.4g}, ends at the prediction")
+    return fig
+
+
+def _units(row: RowExplanation) -> str:
+    from core.explanation import OUTPUT_LABELS
+
+    label = OUTPUT_LABELS[row.output]
+    return f"{label} of {row.class_label!r}" if row.class_label is not None else label
+
+
+def force_figure(row: RowExplanation, *, max_labels: int = 6) -> go.Figure:
+    """The additive push/pull strip: red features push the prediction up from the base, blue pull it down."""
+    if not isinstance(row, RowExplanation):
+        raise ExplanationError("force_figure needs one row; try expl.row(0).")
+    pos = [(v, n, d) for v, n, d in zip(row.values, row.feature_names, row.data.tolist(), strict=True) if v > 0]
+    neg = [(v, n, d) for v, n, d in zip(row.values, row.feature_names, row.data.tolist(), strict=True) if v < 0]
+    pos.sort(key=lambda t: -t[0])
+    neg.sort(key=lambda t: t[0])
+    fig = go.Figure()
+    end = row.prediction
+    for group, color, sign in ((pos, POSITIVE, -1), (neg, NEGATIVE, 1)):
+        edge = end
+        for rank, (v, n, d) in enumerate(group):
+            width = abs(v)
+            start = edge - width if sign < 0 else edge
+            fig.add_trace(
+                go.Bar(
+                    x=[width],
+                    y=[""],
+                    base=[start],
+                    orientation="h",
+                    marker={"color": color, "line": {"color": "white", "width": 1}},
+                    text=[_row_label(n, d)] if rank < max_labels else [""],
+                    textposition="inside",
+                    insidetextanchor="middle",
+                    hovertemplate=f"{_row_label(n, d)}<br>{v:+.4g}<extra></extra>",
+                    showlegend=False,
+                )
+            )
+            edge = start if sign < 0 else start + width
+    fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
+    fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
+    fig.add_annotation(
+        x=row.base_value,
+        y=1.0,
+        yref="paper",
+        text=f"base value {row.base_value:.4g}",
+        showarrow=False,
+        yanchor="bottom",
+    )
+    fig.add_annotation(
+        x=row.prediction,
+        y=-0.05,
+        yref="paper",
+        text=f"<b>prediction {row.prediction:.4g}</b>",
+        showarrow=False,
+        yanchor="top",
+    )
+    fig = _layout(fig, f"Force view for row {row.row_id}", height=220, barmode="overlay", bargap=0.3)
+    fig.update_xaxes(title=f"{esc(_units(row))}")
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def dependence_figure(expl: Explanation, feature: str, *, color_by: str | None = None) -> go.Figure:
+    """SHAP value of one feature against its value, coloured by another (its strongest interaction)."""
+    names = list(expl.feature_names)
+    if feature not in names:
+        raise ExplanationError(f"Unknown feature {feature!r}; pick one of the explained columns.")
+    j = names.index(feature)
+    values = expl.data.iloc[:, j]
+    y = expl.values[:, j]
+    categorical = not pd.api.types.is_numeric_dtype(values.dtype)
+    if categorical:
+        cats = pd.Categorical(values.astype(object).where(values.notna(), "missing"))
+        rng = np.random.default_rng(0)
+        x = cats.codes + rng.uniform(-0.25, 0.25, len(cats))
+    else:
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    marker: dict[str, Any] = {"size": 6, "opacity": 0.8, "color": POSITIVE}
+    if color_by is not None and color_by in names and color_by != feature:
+        color, is_cat = _normalise(expl.data[color_by])
+        marker.update(
+            color=np.nan_to_num(color, nan=-1),
+            colorscale=LOW_HIGH if not is_cat else "Viridis",
+            showscale=True,
+            colorbar={"title": esc(color_by)},
+        )
+    shown = [esc(format_value(v)) for v in values.tolist()]
+    hover = f"{esc(feature)} = %{{customdata[1]}}<br>SHAP %{{y:.4g}}<br>row %{{customdata[0]}}<extra></extra>"
+    fig = go.Figure(
+        go.Scattergl(
+            x=x,
+            y=y,
+            mode="markers",
+            marker=marker,
+            customdata=[[int(r), s] for r, s in zip(expl.row_ids, shown, strict=True)],
+            hovertemplate=hover,
+        )
+    )
+    title = f"Dependence: {esc(feature)}" + (f", coloured by {esc(color_by)}" if color_by else "")
+    fig = _layout(fig, title, height=420, clickmode="event+select")
+    fig.update_yaxes(title=f"SHAP value of {esc(feature)} ({esc(expl.units)})", zeroline=True)
+    if categorical:
+        fig.update_xaxes(tickvals=list(range(len(cats.categories))), ticktext=[esc(c) for c in cats.categories])
+    fig.update_xaxes(title=esc(feature))
+    return fig
+
+
+def prediction_figure(prediction: np.ndarray, units: str, *, actual: pd.Series | None = None) -> go.Figure:
+    """Distribution of the model's predictions, split by the actual class when the target is known."""
+    fig = go.Figure()
+    if actual is not None and actual.nunique() <= 12:
+        for label in sorted(actual.dropna().unique().tolist(), key=str):
+            mask = (actual == label).to_numpy()
+            fig.add_trace(go.Histogram(x=prediction[mask], name=f"actual {esc(label)}", opacity=0.7, nbinsx=40))
+        fig.update_layout(barmode="overlay")
+    else:
+        fig.add_trace(go.Histogram(x=prediction, name="prediction", marker_color=NEGATIVE, nbinsx=40))
+    fig = _layout(fig, f"Predictions ({esc(units)})", height=320)
+    fig.update_xaxes(title=esc(units))
+    fig.update_yaxes(title="rows")
+    return fig

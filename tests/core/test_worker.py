@@ -1,0 +1,94 @@
+"""Worker isolation: crashes, memory and time limits become clear errors; the server and other models carry on."""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.config import Settings
+from core.errors import UnsafeModelError, WorkerError
+from core.models import load_model
+from core.worker import WorkerPool
+from tests.core import crashers
+
+FRAME = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+
+
+def _load(cls, pool, settings=None):
+    return load_model(pickle.dumps(cls()), f"{cls.__name__}.pkl", trusted=True, pool=pool, settings=settings)
+
+
+def test_segfault_in_predict_is_a_clear_error_and_the_next_request_gets_a_fresh_worker(pool):
+    crashing = _load(crashers.SegfaultRegressor, pool)
+    fine = _load(crashers.FineRegressor, pool)
+    first_pid = crashing.handle.worker().proc.pid
+    with pytest.raises(WorkerError, match="crashed in native code"):
+        crashing.predict(FRAME, "raw")
+    np.testing.assert_array_equal(fine.predict(FRAME, "raw")[:, 0], [4.0, 6.0])  # other models unaffected
+    assert crashing.handle.call("ping") == "pong"  # a fresh worker, model reloaded
+    assert crashing.handle.worker().proc.pid != first_pid
+
+
+def test_memory_limit(settings):
+    small = _with(settings, worker_memory_mb=1500)
+    pool = WorkerPool(small)
+    try:
+        hog = _load(crashers.MemoryHogRegressor, pool, small)
+        with pytest.raises(WorkerError, match="memory"):
+            hog.predict(FRAME, "raw")
+    finally:
+        pool.close()
+
+
+def _with(settings: Settings, **changes) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+def test_cpu_time_limit(settings):
+    strict = _with(settings, worker_cpu_seconds=2)
+    pool = WorkerPool(strict)
+    try:
+        spinner = _load(crashers.SpinRegressor, pool, strict)
+        started = time.monotonic()
+        with pytest.raises(WorkerError, match="CPU-time limit"):
+            spinner.predict(FRAME, "raw")
+        assert time.monotonic() - started < 60
+    finally:
+        pool.close()
+
+
+def test_wall_clock_timeout(pool):
+    sleepy = _load(crashers.SleepyRegressor, pool)
+    with pytest.raises(WorkerError, match="did not answer in time"):
+        sleepy.handle.worker().call("predict", timeout=2, frame=FRAME, output="raw")
+    assert sleepy.handle.call("ping") == "pong"  # restarted on demand
+
+
+def test_refusal_happens_in_the_worker_and_keeps_it_usable(pool):
+    data = pickle.dumps({"x": crashers.FineRegressor()}, protocol=4)  # custom class: refused when not trusted
+    with pytest.raises(UnsafeModelError, match="custom Python code"):
+        load_model(data, "custom.pkl", pool=pool)
+
+
+def test_idle_workers_are_reaped(pool):
+    model = _load(crashers.FineRegressor, pool)
+    worker = model.handle.worker()
+    assert worker.alive
+    assert pool.reap(now=time.monotonic() + 10**6) >= 1
+    assert not worker.alive
+    np.testing.assert_array_equal(model.predict(FRAME, "raw")[:, 0], [4.0, 6.0])  # reloads transparently
+
+
+def test_worker_environment_has_no_secrets(pool, monkeypatch):
+    monkeypatch.setenv("MODELLENS_PASSWORD", "hunter2")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "abc")
+    from core.worker import _worker_env
+
+    env = _worker_env(Settings.from_env(), None)
+    assert "MODELLENS_PASSWORD" not in env and "AWS_SECRET_ACCESS_KEY" not in env
