@@ -11,7 +11,7 @@ case "${1:-}" in
       "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "ModelLens needs Python 3.11"'
       "$PYTHON" -m venv "$VENV"
     fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3" "setuptools==84.2.1"
     if [ "${2:-}" = "dev" ]; then
       "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
     else

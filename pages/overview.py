@@ -1,0 +1,35 @@
+import streamlit as st
+
+from core.figures import prediction_figure
+from core.metrics import headline_metrics, prediction_column, table_summary
+from ui import context, loaders, render, state
+
+st.title("Overview")
+with render.guard():
+    ctx = context.current()
+    predictions = loaders.predictions(ctx.model_key, ctx.data_key, state.get().target, ctx.model, ctx.aligned).unwrap()
+model, aligned = ctx.model, ctx.aligned
+st.caption(render.md(ctx.source.label))
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Model")
+    render.model_card(model)
+    render.notices(model.notices)
+with right:
+    st.subheader("Data")
+    for name, value in table_summary(aligned.frame, aligned.target).items():
+        st.markdown(f"**{name}**: {render.md(value)}")
+    render.notices(aligned.notices)
+
+scores = headline_metrics(model.task, aligned.target, predictions, model.classes) if aligned.target is not None else {}
+if scores:
+    st.subheader("How well it predicts this table")
+    for column, (name, value) in zip(st.columns(len(scores)), scores.items(), strict=True):
+        column.metric(name, f"{value:.3f}")
+elif aligned.target is None:
+    st.caption("No target column: add one (or pick it in the sidebar) to see accuracy / ROC AUC or R² / MAE here.")
+
+units = ctx.explanation().units if model.is_classifier else "prediction"
+column = prediction_column(predictions, model.classes, ctx.class_label)
+st.plotly_chart(prediction_figure(column, units, actual=aligned.target), key="predictions")

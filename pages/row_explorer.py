@@ -1,0 +1,50 @@
+import numpy as np
+import streamlit as st
+
+from core.figures import force_figure, waterfall_figure
+from core.metrics import prediction_column
+from core.narrative import summarize
+from core.rows import PAGE_SIZE, filter_rows, page_of, rows_table
+from ui import context, loaders, render, selection, state
+
+st.title("Row explorer")
+with render.guard():
+    ctx = context.current()
+    predictions = loaders.predictions(ctx.model_key, ctx.data_key, state.get().target, ctx.model, ctx.aligned).unwrap()
+app = state.get()
+units = ctx.explanation().units if ctx.model.is_classifier else "prediction"
+table = rows_table(
+    ctx.aligned.frame, prediction_column(predictions, ctx.model.classes, ctx.class_label), units, ctx.aligned.target
+)
+query = st.text_input("Search rows", placeholder="words, row:42, age>60, sex=female", key="row_query")
+found = filter_rows(table, query)
+pages = max(1, -(-len(found) // PAGE_SIZE))
+page = st.number_input(f"Page (of {pages}, {len(found):,} rows)", 1, pages, 1, key="row_page") if pages > 1 else 1
+shown = page_of(found, int(page))
+event = st.dataframe(shown, key="table", on_select="rerun", selection_mode="single-row", hide_index=True, height=280)
+picked = selection.selected_row(event, "table", shown["row"].tolist())
+if picked is not None:
+    app.row = picked
+
+left, middle, right, pin = st.columns(4)
+n = len(table)
+current = app.row if app.row is not None and 0 <= app.row < n else 0
+if left.button("◀ Previous", disabled=current <= 0):
+    current -= 1
+if middle.button("Next ▶", disabled=current >= n - 1):
+    current += 1
+if right.button("🎲 Random row"):
+    current = int(np.random.default_rng().integers(n))
+app.row = current
+if pin.button("📌 Pin for report", disabled=current in app.pinned):
+    app.pinned.append(current)
+state.sync_url(demo_active=ctx.source.is_demo)
+
+with render.guard():
+    row = ctx.job.row(current).for_class(ctx.class_label).row(0)
+st.subheader(f"Row {current}")
+st.markdown(render.md(summarize(row)))
+if ctx.aligned.target is not None:
+    st.caption(f"Actual value: {render.md(ctx.aligned.target.iloc[current])}")
+st.plotly_chart(waterfall_figure(row), key="waterfall")
+st.plotly_chart(force_figure(row), key="force")

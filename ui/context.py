@@ -1,0 +1,115 @@
+"""What every page works on: the model, the aligned table, the explainer, the progressive job, the result.
+
+Each stage comes from a cache in :mod:`ui.loaders`, so calling :func:`current` from the sidebar and from a
+page in the same run costs nothing the second time. Errors are raised as typed core errors; pages wrap
+the call in :func:`ui.render.guard`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from core.align import Aligned
+from core.demo import DEMOS
+from core.errors import ModelLensError
+from core.explain import Explainer, ExplainResult
+from core.explanation import Explanation
+from core.jobs import ExplainJob
+from core.models import LoadedModel
+from ui import loaders, state
+
+
+class NeedInput(ModelLensError):
+    """Nothing to explain yet: the user still has to upload (or pick a demo)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the model and the table come from."""
+
+    model_bytes: bytes
+    model_name: str
+    data_bytes: bytes
+    data_name: str
+    label: str
+    is_demo: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """Everything a page draws from."""
+
+    source: Source
+    model: LoadedModel
+    aligned: Aligned
+    explainer: Explainer
+    job: ExplainJob
+    result: ExplainResult
+    class_label: Any
+    model_key: str
+    data_key: str
+
+    def explanation(self, view: str = "raw") -> Explanation:
+        """The selected class's explanation of every row explained so far."""
+        return self.result.for_class(self.class_label, view=view)
+
+    @property
+    def read_only(self) -> bool:
+        """True for shared links (no uploads)."""
+        return False
+
+
+def source() -> Source:
+    """The model and table to explain: the uploads, else the chosen demo.
+
+    Raises:
+        NeedInput: Upload mode with a file still missing.
+    """
+    app = state.get()
+    model_file = st.session_state.get("model_file")
+    data_file = st.session_state.get("data_file")
+    if app.use_upload or model_file is not None or data_file is not None:
+        if model_file is None or data_file is None:
+            missing = "a model file" if model_file is None else "a data file (CSV, Parquet or Excel)"
+            raise NeedInput(f"Upload {missing} in the sidebar to explain your own model, or switch back to a demo.")
+        return Source(
+            model_file.getvalue(),
+            model_file.name,
+            data_file.getvalue(),
+            data_file.name,
+            f"{model_file.name} on {data_file.name}",
+            False,
+        )
+    model_bytes, model_name, data_bytes, data_name = loaders.demo_source(app.demo)
+    return Source(model_bytes, model_name, data_bytes, data_name, DEMOS[app.demo].title, True)
+
+
+def model_and_table() -> tuple[Source, LoadedModel, Aligned, str, str]:
+    """Load the model (in its worker) and the table, and align them."""
+    src = source()
+    model_key, data_key = loaders.digest(src.model_bytes), loaders.digest(src.data_bytes)
+    model = loaders.model(model_key, src.model_name, loaders.settings().trust_pickles, src.model_bytes).unwrap()
+    table = loaders.table(data_key, src.data_name, src.data_bytes).unwrap()
+    aligned = loaders.aligned(model.sha256, data_key, state.get().target, model, table).unwrap()
+    return src, model, aligned, model.sha256, data_key
+
+
+def current(*, progress: Any = None) -> Context:
+    """The full context; explains the first sample if it is not ready (reporting to ``progress``)."""
+    src, model, aligned, model_key, data_key = model_and_table()
+    app = state.get()
+    output = app.output if app.output in model.outputs else "auto"
+    target = app.target
+    explainer = loaders.explainer(model_key, data_key, target, output, model, aligned).unwrap()
+    job = loaders.job(model_key, data_key, target, output, explainer)
+    job.run_sample(progress=progress)
+    job.start_refinement()
+    result = job.result
+    assert result is not None
+    label = app.class_label
+    if model.classes and label is not None and not any(str(c) == str(label) for c in model.classes):
+        label = None
+    return Context(src, model, aligned, explainer, job, result, label, model_key, data_key)

@@ -1,0 +1,138 @@
+"""Every Streamlit cache of the app, defined once, keyed by content hashes that core computes.
+
+Uploaded models are never unpickled here: the cached object is a :class:`~core.models.LoadedModel` (plain
+data plus a handle to its worker process). Failures are cached too (as an :class:`Outcome`), so a refused
+file is not re-sent to a worker on every rerun. Arguments starting with ``_`` are not hashed; the digest
+arguments before them are the keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import demo as demos
+from core.align import Aligned, align
+from core.config import Settings
+from core.data_io import load_table
+from core.errors import ModelLensError
+from core.explain import Explainer, make_explainer
+from core.jobs import ExplainJob
+from core.model_io import sha256_of
+from core.models import LoadedModel, load_model
+from core.worker import WorkerPool
+
+TTL = 3 * 3600
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A cached result or the typed error that prevented it."""
+
+    value: Any = None
+    error: ModelLensError | None = None
+
+    def unwrap(self) -> Any:
+        """The value, or raise the cached error."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def _attempt(fn: Any, *args: Any, **kwargs: Any) -> Outcome:
+    try:
+        return Outcome(fn(*args, **kwargs))
+    except ModelLensError as exc:
+        return Outcome(error=exc)
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    """Deployment settings, read once."""
+    return Settings.from_env()
+
+
+@st.cache_resource(show_spinner=False)
+def worker_pool() -> WorkerPool:
+    """The server's model workers (shared: keyed by model hash, reaped when idle)."""
+    return WorkerPool(settings())
+
+
+@st.cache_resource(show_spinner="Preparing the demo (first start only)…")
+def demo_source(name: str) -> tuple[bytes, str, bytes, str]:
+    """A built-in demo's model and data bytes (trained once, cached on disk)."""
+    model_path, data_path = demos.demo_files(name, settings().home)
+    return model_path.read_bytes(), f"{name}.pkl", data_path.read_bytes(), f"{name}.csv"
+
+
+def digest(data: bytes) -> str:
+    """Content hash of an upload (the key of every cache below)."""
+    return sha256_of(data)
+
+
+@st.cache_resource(show_spinner="Loading the model safely in its own worker…", max_entries=32, ttl=TTL)
+def model(model_digest: str, filename: str, trusted: bool, _data: bytes) -> Outcome:
+    """The uploaded model, loaded in a worker process."""
+    return _attempt(load_model, _data, filename, trusted=trusted, pool=worker_pool(), settings=settings())
+
+
+@st.cache_resource(show_spinner="Reading the table…", max_entries=32, ttl=TTL)
+def table(data_digest: str, filename: str, _data: bytes) -> Outcome:
+    """The uploaded table."""
+    return _attempt(load_table, _data, filename, max_rows=settings().max_rows)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, ttl=TTL)
+def aligned(
+    model_digest: str, data_digest: str, target: str | None, _model: LoadedModel, _table: pd.DataFrame
+) -> Outcome:
+    """The table matched to the model."""
+    return _attempt(align, _model, _table, target=target)
+
+
+@st.cache_resource(show_spinner="Choosing the explainer…", max_entries=32, ttl=TTL)
+def explainer(
+    model_digest: str, data_digest: str, target: str | None, output: str, _model: LoadedModel, _aligned: Aligned
+) -> Outcome:
+    """The explainer of this model on this table in these units."""
+    return _attempt(make_explainer, _model, _aligned.frame, output=output)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, ttl=TTL)
+def job(model_digest: str, data_digest: str, target: str | None, output: str, _explainer: Explainer) -> ExplainJob:
+    """The progressive explanation of the whole table (sample first, then every row in the background)."""
+    return ExplainJob(_explainer, budget_seconds=settings().explain_budget_seconds)
+
+
+@st.cache_resource(show_spinner="Scoring every row…", max_entries=32, ttl=TTL)
+def predictions(
+    model_digest: str, data_digest: str, target: str | None, _model: LoadedModel, _aligned: Aligned
+) -> Outcome:
+    """The model's own output for every row (probabilities for classifiers, predictions for regressors)."""
+    output = "probability" if "probability" in _model.outputs else _model.outputs[0]
+    return _attempt(_model.predict, _aligned.frame, output)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, ttl=TTL)
+def model_importances(
+    model_digest: str, data_digest: str, target: str | None, output: str, _explainer: Explainer
+) -> Outcome:
+    """The model's own importances on raw columns (empty when it has none)."""
+    return _attempt(_explainer.importances)
+
+
+@st.cache_resource(show_spinner="Shuffling each column to measure permutation importance…", max_entries=32, ttl=TTL)
+def permutation(model_digest: str, data_digest: str, target: str, _model: LoadedModel, _aligned: Aligned) -> Outcome:
+    """Permutation importance on (a sample of) the table with its target."""
+    frame = _aligned.frame
+    sample = frame.sample(min(len(frame), 2000), random_state=0)
+    y = _aligned.target.loc[sample.index] if _aligned.target is not None else None
+    if y is None:
+        return Outcome(error=ModelLensError("Permutation importance needs the target column."))
+    handle = _model.handle
+    assert handle is not None
+    target_values = y.to_numpy()
+    return _attempt(handle.call, "permutation_importance", frame=sample.reset_index(drop=True), target=target_values)

@@ -1,0 +1,60 @@
+"""Rendering helpers shared by pages: the error boundary, empty states, the model card, safe text."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import streamlit as st
+
+from core.errors import ModelLensError
+from core.models import LoadedModel
+
+log = logging.getLogger(__name__)
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md(text: Any) -> str:
+    """User text made inert for st.markdown (markdown and HTML characters escaped)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """The one place a typed error becomes one sentence on the page (and the script stops)."""
+    try:
+        yield
+    except ModelLensError as exc:
+        log.info("shown to the user: %s", exc)
+        st.error(str(exc), icon="⚠️")
+        st.stop()
+
+
+def empty_state(message: str) -> None:
+    """Explain why there is nothing to show and what to do next, then stop the page."""
+    st.info(message, icon="ℹ️")
+    st.stop()
+
+
+def model_card(model: LoadedModel, *, compact: bool = False) -> None:
+    """The model card: library, class, task, classes, features, pipeline steps, notices."""
+    task = {"binary": "binary classification", "multiclass": "multiclass classification"}.get(model.task, "regression")
+    st.markdown(f"**{md(model.estimator)}** · {md(model.library)} · {task}")
+    if model.classes:
+        st.caption("Classes: " + ", ".join(md(c) for c in model.classes))
+    n = model.n_features if model.n_features is not None else "?"
+    named = "named columns" if model.feature_names is not None else "unnamed columns (matched by position)"
+    st.caption(f"{n} input {named} · file {md(model.filename)} ({md(model.format)}) · sha256 {model.sha256[:12]}…")
+    if compact:
+        return
+    if len(model.steps) > 1 or model.steps[0].get("detail"):
+        st.table([{"step": s["name"], "class": s["class"], "details": s.get("detail", "")} for s in model.steps])
+
+
+def notices(items: list[str] | tuple[str, ...]) -> None:
+    """Notices about the upload (columns ignored, version skew, target detected)."""
+    for item in items:
+        st.caption(f"ℹ️ {md(item)}")

@@ -1,0 +1,106 @@
+"""The shared sidebar: choose a demo or upload, see the model card, pick class / units / target, follow progress."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.demo import DEMOS
+from core.errors import ModelLensError
+from core.jobs import ExplainJob, describe_eta
+from ui import context, loaders, render, state
+
+MODEL_TYPES = ["pkl", "pickle", "joblib", "skops", "json", "ubj", "txt", "cbm", "zip", "z", "gz", "bz2", "xz", "lzma"]
+DATA_TYPES = ["csv", "tsv", "txt", "parquet", "pq", "xlsx", "xls"]
+MODES = ("Demo", "My model")
+
+
+def render_sidebar() -> None:
+    """Draw the sidebar and start (or reuse) the explanation of the current model and table."""
+    app = state.get()
+    st.markdown("## 🔍 ModelLens")
+    if loaders.settings().trust_pickles:
+        st.warning("Trusted mode: pickles load without the safe loader. Only for files you trust, on your own machine.")
+    mode = st.segmented_control("Explain", MODES, default=MODES[1] if app.use_upload else MODES[0], key="mode")
+    app.use_upload = mode == MODES[1]
+    if app.use_upload:
+        st.file_uploader(
+            "Model file",
+            type=MODEL_TYPES,
+            key="model_file",
+            help="pickle / joblib, skops, XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, MLflow/AutoML zip",
+        )
+        st.file_uploader(
+            "Data file", type=DATA_TYPES, key="data_file", help="CSV/TSV, Parquet or Excel, with a header row"
+        )
+    else:
+        names = list(DEMOS)
+        app.demo = st.selectbox("Demo", names, index=names.index(app.demo), format_func=lambda n: DEMOS[n].title)
+        st.caption(DEMOS[app.demo].story)
+    try:
+        src, model, aligned, _, _ = context.model_and_table()
+    except context.NeedInput as exc:
+        st.info(str(exc))
+        return
+    except ModelLensError as exc:
+        st.error(str(exc), icon="⚠️")
+        return
+    render.model_card(model, compact=True)
+    render.notices([*model.notices, *aligned.notices])
+    _selectors(model, aligned)
+    bar = st.empty()
+    try:
+        ctx = context.current(
+            progress=lambda done, total: bar.progress(
+                done / max(total, 1), f"Explaining a first sample: {done:,}/{total:,} rows"
+            )
+        )
+    except ModelLensError as exc:
+        bar.empty()
+        st.error(str(exc), icon="⚠️")
+        return
+    bar.empty()
+    st.caption(f"Method: {render.md(ctx.explainer.method)}")
+    _progress(ctx.job)
+    state.sync_url(demo_active=src.is_demo)
+
+
+def _selectors(model: object, aligned: object) -> None:
+    app = state.get()
+    if getattr(aligned, "target_name", None) is None and getattr(aligned, "ignored", ()):
+        options = ["(none)", *aligned.ignored]  # type: ignore[attr-defined]
+        pick = st.selectbox(
+            "Target column", options, help="Shown as the actual value; enables metrics and permutation importance."
+        )
+        app.target = None if pick == "(none)" else pick
+    classes = getattr(model, "classes", None)
+    if classes:
+        labels = [str(c) for c in classes]
+        default = (
+            labels.index(str(app.class_label))
+            if app.class_label is not None and str(app.class_label) in labels
+            else (1 if len(labels) == 2 else 0)
+        )
+        app.class_label = st.selectbox("Class explained", labels, index=default, key="class_pick")
+    outputs = list(getattr(model, "outputs", ()))
+    if len(outputs) > 1:
+        current = app.output if app.output in outputs else outputs[0]
+        app.output = st.segmented_control("Units", outputs, default=current, key="output_pick") or current
+
+
+@st.fragment(run_every=1.0)
+def _live_progress(job: ExplainJob) -> None:
+    status = job.status()
+    if not status.running:
+        st.rerun()
+    st.progress(status.done / max(status.total, 1), text=f"Explaining every row: {describe_eta(status)}")
+    st.button("Cancel", on_click=job.cancel, key="cancel_job", help="Stop after the current chunk; the sample stays.")
+
+
+def _progress(job: ExplainJob) -> None:
+    status = job.status()
+    if status.running:
+        _live_progress(job)
+    elif status.state == "cancelled":
+        st.caption(f"Stopped at {status.done:,} of {status.total:,} rows: pages show the sample.")
+    elif status.state == "failed" and status.message:
+        st.warning(status.message)

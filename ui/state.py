@@ -1,0 +1,80 @@
+"""Typed session state: one dataclass under one key, synced with the URL's query parameters.
+
+The URL carries what a link must reopen: ``row``, ``class``, ``output``, ``view``, ``demo`` and the share id
+``s``. It is read once per session (deep links) and written on every run, so reloading or pasting the URL
+reopens the same view. Choices live here; computed results never do (they are cached in ui/loaders.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from core.demo import DEMOS
+
+__all__ = ["AppState", "get", "set_row", "sync_url"]
+
+KEY = "app"
+DEFAULT_DEMO = "breast-cancer"
+URL_KEYS = ("s", "demo", "row", "class", "output", "view")
+
+
+@dataclass
+class AppState:
+    """The user's choices in this session."""
+
+    demo: str = DEFAULT_DEMO
+    use_upload: bool = False
+    share_id: str | None = None
+    target: str | None = None
+    class_label: str | None = None
+    output: str = "auto"
+    view: str = "raw"
+    row: int | None = None
+    pinned: list[int] = field(default_factory=list)
+
+
+def _from_url(state: AppState) -> None:
+    params = st.query_params
+    if params.get("demo") in DEMOS:
+        state.demo = params["demo"]
+    state.share_id = params.get("s") or None
+    state.class_label = params.get("class") or None
+    state.output = params.get("output") or "auto"
+    state.view = "engineered" if params.get("view") == "engineered" else "raw"
+    row = params.get("row")
+    state.row = int(row) if row is not None and row.isdigit() else None
+
+
+def get() -> AppState:
+    """This session's state (created from the URL on first access)."""
+    if KEY not in st.session_state:
+        state = AppState()
+        _from_url(state)
+        st.session_state[KEY] = state
+    return st.session_state[KEY]
+
+
+def set_row(row: int | None) -> None:
+    """Select a row (the row explorer shows it; the URL records it)."""
+    get().row = row
+
+
+def sync_url(*, demo_active: bool) -> None:
+    """Write the state's shareable parts to the URL (only keys whose value changed)."""
+    state = get()
+    wanted = {
+        "s": state.share_id,
+        "demo": state.demo if demo_active and state.demo != DEFAULT_DEMO else None,
+        "row": str(state.row) if state.row is not None else None,
+        "class": state.class_label,
+        "output": state.output if state.output != "auto" else None,
+        "view": state.view if state.view != "raw" else None,
+    }
+    for key, value in wanted.items():
+        if value is None:
+            if key in st.query_params:
+                del st.query_params[key]
+        elif st.query_params.get(key) != value:
+            st.query_params[key] = value
