@@ -788,7 +788,7 @@ def _check_array_state(state: object, u: SafeUnpickler) -> None:
 
 def _object_item_ok(value: object, u: SafeUnpickler) -> bool:
     """Items of object arrays: plain scalars, or instances of allowed classes (GradientBoosting's trees)."""
-    if isinstance(value, _PLAIN) or isinstance(value, _Refused):
+    if isinstance(value, (*_PLAIN, _Refused)):
         return True
     return not isinstance(value, type) and not callable(value) and u.resolver.allowed_class(type(value))
 
