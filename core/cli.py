@@ -46,26 +46,13 @@ def parse_rows(text: str | None) -> list[int] | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Replace this process with the dashboard server (:mod:`ui.serve`, i.e. ``streamlit run app.py``)."""
     env = dict(os.environ)
     if args.trust:
         env["MODELLENS_TRUST_PICKLES"] = "1"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(PROJECT_ROOT / "app.py"),
-        "--server.port",
-        str(args.port),
-        "--server.address",
-        args.address,
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    command = [sys.executable, "-m", "ui.serve", "--port", str(args.port), "--address", args.address]
     os.chdir(PROJECT_ROOT)
-    os.execve(sys.executable, command, env)  # noqa: S606 - replaces this process with the server
+    os.execve(sys.executable, command, env)  # noqa: S606 - a fixed command, no shell
     return 0  # pragma: no cover
 
 

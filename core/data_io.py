@@ -18,7 +18,7 @@ from core.errors import DataError
 __all__ = ["load_table"]
 
 DEFAULT_MAX_ROWS = 2_000_000
-_DECIMAL_COMMA = re.compile(r"(^|[;\t|])\s*-?\d+,\d+\s*($|[;\t|])")
+_DECIMAL_COMMA = re.compile(r"(^|[;\t|])\s*-?\d+,\d+\s*($|[;\t|])", re.MULTILINE)
 
 
 def load_table(data: bytes, filename: str, *, max_rows: int = DEFAULT_MAX_ROWS) -> pd.DataFrame:

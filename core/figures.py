@@ -204,7 +204,11 @@ def _row_label(name: str, value: Any) -> str:
 
 
 def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure:
-    """Base value → each feature's push (largest nearest the prediction) → prediction."""
+    """Base value → each feature's push (largest nearest the prediction) → prediction.
+
+    The bars stack from the model's average output (dotted line, bottom) to this row's prediction (solid
+    line, top); red pushes up, blue pulls down; small features are folded into one "other" bar.
+    """
     if not isinstance(row, RowExplanation):
         raise ExplanationError("waterfall_figure needs one row; try expl.row(0).")
     names, values, shown, other = row.ordered(max_display)
@@ -214,26 +218,37 @@ def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure
     if n_other:
         labels.insert(0, f"{n_other} other features")
         amounts.insert(0, other)
-    labels.append("prediction")
     fig = go.Figure(
         go.Waterfall(
             orientation="h",
             y=labels,
-            x=[*amounts, 0.0],
+            x=amounts,
             base=row.base_value,
-            measure=["relative"] * len(amounts) + ["total"],
+            measure=["relative"] * len(amounts),
             increasing={"marker": {"color": POSITIVE}},
             decreasing={"marker": {"color": NEGATIVE}},
-            totals={"marker": {"color": "#555"}},
-            text=[f"{a:+.3g}" for a in amounts] + [f"{row.prediction:.4g}"],
+            text=[f"{a:+.3g}" for a in amounts],
             textposition="outside",
             connector={"line": {"color": "#bbb"}},
             hovertemplate="%{y}<br>%{text}<extra></extra>",
         )
     )
-    fig = _layout(fig, f"Waterfall for row {row.row_id}", height=max(320, 30 * len(labels) + 120))
-    units = esc(_units(row))
-    fig.update_xaxes(title=f"{units} — starts at the average {row.base_value:.4g}, ends at the prediction")
+    fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
+    fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
+    fig.add_annotation(
+        x=row.base_value, y=0, yref="paper", yanchor="top", showarrow=False, text=f"average {row.base_value:.4g}"
+    )
+    fig.add_annotation(
+        x=row.prediction,
+        y=1,
+        yref="paper",
+        yanchor="bottom",
+        showarrow=False,
+        text=f"<b>prediction {row.prediction:.4g}</b>",
+    )
+    fig = _layout(fig, f"Waterfall for row {row.row_id}", height=max(320, 30 * len(labels) + 140))
+    fig.update_layout(margin={"t": 70, "b": 60})
+    fig.update_xaxes(title=f"{esc(_units(row))} — from the average to this row's prediction")
     return fig
 
 

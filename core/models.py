@@ -7,7 +7,7 @@ library, class, task, classes, input columns, pipeline steps, notices, and the f
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -128,9 +128,7 @@ class LoadedModel:
 
     def card(self) -> dict[str, Any]:
         """The model card as JSON-ready plain data."""
-        out = asdict(self)
-        out.pop("handle", None)
-        return out
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "handle"}
 
     @property
     def is_classifier(self) -> bool:

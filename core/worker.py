@@ -12,6 +12,7 @@ A worker may run another Python (the Azure AutoML runtime): only plain data cros
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -240,7 +242,10 @@ class WorkerPool:
     keeps answering clicks.
     """
 
+    instances: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
     def __init__(self, settings: Settings | None = None, *, reap_every: float = 30.0):
+        WorkerPool.instances.add(self)
         self.settings = settings or Settings.from_env()
         self._workers: dict[tuple[str, ...], list[ModelWorker]] = {}
         self._lock = threading.Lock()
@@ -308,3 +313,12 @@ def close_default_pool() -> None:
         pool, _DEFAULT = _DEFAULT, None
     if pool is not None:
         pool.close()
+
+
+def close_all_pools() -> None:
+    """Stop every pool's workers (tests, and the process's exit)."""
+    for pool in list(WorkerPool.instances):
+        pool.close()
+
+
+atexit.register(close_all_pools)

@@ -11,9 +11,7 @@ st.caption(
     f"Each point is one row; further right means the feature pushed the {render.md(expl.units)} up. "
     f"Colour is the feature's value. {expl.coverage_label.capitalize()}. Click a point to open that row."
 )
-shown = st.slider(
-    "Features shown", 3, max(3, min(30, len(expl.feature_names))), min(12, max(3, len(expl.feature_names)))
-)
+shown = render.top_n("Features shown", len(expl.feature_names), 12)
 event = st.plotly_chart(
     beeswarm_figure(expl, max_display=shown), key="bees", on_select="rerun", selection_mode="points"
 )

@@ -53,9 +53,7 @@ names = {
 kind = (
     st.segmented_control("Importance", list(labels), default="shap", format_func=names.get, key="kind_pick") or "shap"
 )
-top_n = st.slider(
-    "Features shown", 3, max(3, min(40, len(expl.feature_names))), min(15, max(3, len(expl.feature_names)))
-)
+top_n = render.top_n("Features shown", len(expl.feature_names), 15)
 if labels[kind].note:
     st.caption(
         labels[kind].note.capitalize()

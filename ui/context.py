@@ -71,7 +71,7 @@ def source() -> Source:
     app = state.get()
     model_file = st.session_state.get("model_file")
     data_file = st.session_state.get("data_file")
-    if app.use_upload or model_file is not None or data_file is not None:
+    if app.use_upload:
         if model_file is None or data_file is None:
             missing = "a model file" if model_file is None else "a data file (CSV, Parquet or Excel)"
             raise NeedInput(f"Upload {missing} in the sidebar to explain your own model, or switch back to a demo.")

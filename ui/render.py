@@ -58,3 +58,11 @@ def notices(items: list[str] | tuple[str, ...]) -> None:
     """Notices about the upload (columns ignored, version skew, target detected)."""
     for item in items:
         st.caption(f"ℹ️ {md(item)}")
+
+
+def top_n(label: str, n_features: int, default: int, *, key: str | None = None) -> int:
+    """A "features shown" slider that copes with tiny models (no slider below four features)."""
+    if n_features <= 3:
+        return n_features
+    upper = min(40, n_features)
+    return int(st.slider(label, 3, upper, min(default, upper), key=key))

@@ -52,14 +52,29 @@ def marker_payloads(mark: Path) -> dict[str, bytes]:
     )
     # p07: the module name is computed at load time (rot13 of 'bf' is 'os') and routed through the memo
     p["p07_computed_stack_global"] = (
-        b"\x80\x04" + _g("_codecs", "decode") + _s("bf") + _s("rot13") + b"\x86R\x94" + _s("system") + b"\x93"
-        + _s(cmd("p07_computed_stack_global")) + b"\x85R."
-    )  # fmt: skip
+        b"\x80\x04"
+        + _g("_codecs", "decode")
+        + _s("bf")
+        + _s("rot13")
+        + b"\x86R\x94"
+        + _s("system")
+        + b"\x93"
+        + _s(cmd("p07_computed_stack_global"))
+        + b"\x85R."
+    )
     # p08: names stored in the memo, fetched back for STACK_GLOBAL
     p["p08_memo_stack_global"] = (
-        b"\x80\x04" + _s("os") + b"q\x07" + _s("system") + b"q\x08" + b"0" + b"0"
-        + b"h\x07h\x08\x93" + _s(cmd("p08_memo_stack_global")) + b"\x85R."
-    )  # fmt: skip
+        b"\x80\x04"
+        + _s("os")
+        + b"q\x07"
+        + _s("system")
+        + b"q\x08"
+        + b"0"
+        + b"0"
+        + b"h\x07h\x08\x93"
+        + _s(cmd("p08_memo_stack_global"))
+        + b"\x85R."
+    )
     inner = pickle.dumps(Reduce(os.system, cmd("p09_nested_pickle_loads")), protocol=2)
     p["p09_nested_pickle_loads"] = pickle.dumps(Reduce(pickle.loads, inner), protocol=4)
     # p10: an ordinary-looking joblib file whose payload sits after raw array bytes
@@ -73,9 +88,16 @@ def marker_payloads(mark: Path) -> dict[str, bytes]:
         b"\x80\x04" + _s("sklearn") + _s("os.system") + b"\x93" + _s(cmd("p15a_dotted_name")) + b"\x85R."
     )
     p["p15b_reexported_import_module"] = (
-        b"\x80\x02" + _g("builtins", "getattr") + _g("sklearn.utils.discovery", "import_module") + _s("os") + b"\x85R"
-        + _s("system") + b"\x86R" + _s(cmd("p15b_reexported_import_module")) + b"\x85R."
-    )  # fmt: skip
+        b"\x80\x02"
+        + _g("builtins", "getattr")
+        + _g("sklearn.utils.discovery", "import_module")
+        + _s("os")
+        + b"\x85R"
+        + _s("system")
+        + b"\x86R"
+        + _s(cmd("p15b_reexported_import_module"))
+        + b"\x85R."
+    )
     p["p_inst_opcode"] = b"(V" + cmd("p_inst_opcode").encode() + b"\nios\nsystem\n."
     p["p_obj_opcode"] = b"\x80\x02(" + _g("os", "system") + _s(cmd("p_obj_opcode")) + b"o."
     popen = Reduce(__import__("subprocess").Popen, ["sh", "-c", cmd("p_subprocess_popen")])
@@ -83,13 +105,24 @@ def marker_payloads(mark: Path) -> dict[str, bytes]:
     code = f"__import__('os').system('{cmd('p_builtins_eval')}')"
     p["p_builtins_eval"] = b"\x80\x02" + _g("builtins", "eval") + _s(code) + b"\x85R."
     p["p_importlib_getattr"] = (
-        b"\x80\x02" + _g("builtins", "getattr") + _g("importlib", "import_module") + _s("os") + b"\x85R"
-        + _s("system") + b"\x86R" + _s(cmd("p_importlib_getattr")) + b"\x85R."
-    )  # fmt: skip
+        b"\x80\x02"
+        + _g("builtins", "getattr")
+        + _g("importlib", "import_module")
+        + _s("os")
+        + b"\x85R"
+        + _s("system")
+        + b"\x86R"
+        + _s(cmd("p_importlib_getattr"))
+        + b"\x85R."
+    )
     p["p_pkgutil_resolve_name"] = (
-        b"\x80\x04" + _g("pkgutil", "resolve_name") + _s("os:system") + b"\x85R"
-        + _s(cmd("p_pkgutil_resolve_name")) + b"\x85R."
-    )  # fmt: skip
+        b"\x80\x04"
+        + _g("pkgutil", "resolve_name")
+        + _s("os:system")
+        + b"\x85R"
+        + _s(cmd("p_pkgutil_resolve_name"))
+        + b"\x85R."
+    )
     import importlib
     import operator
 
@@ -104,9 +137,15 @@ def marker_payloads(mark: Path) -> dict[str, bytes]:
     gadget.fit(np.zeros((2, 1)))
     p["p32_function_transformer_dump"] = pickle.dumps(gadget, protocol=4)
     p["p27_ext_opcode"] = (
-        b"\x80\x02" + _g("copyreg", "add_extension") + _s("posix") + _s("system") + b"K\xf0\x87R0"
-        + b"\x82\xf0" + _s(cmd("p27_ext_opcode")) + b"\x85R."
-    )  # fmt: skip
+        b"\x80\x02"
+        + _g("copyreg", "add_extension")
+        + _s("posix")
+        + _s("system")
+        + b"K\xf0\x87R0"
+        + b"\x82\xf0"
+        + _s(cmd("p27_ext_opcode"))
+        + b"\x85R."
+    )
     return p
 
 
@@ -170,7 +209,7 @@ def inert_payloads() -> dict[str, tuple[bytes, str]]:
             + _s("b")
             + b"\x87R.",
             "_reconstruct",
-        ),  # fmt: skip
+        ),
         "p16_tampered_tree": (_tampered_tree_model(), "out of bounds"),
         "p17_build_on_class": (build_on_class, "BUILD on class"),
         "p18_numpy_load": (b"\x80\x02" + _g("numpy", "load") + _s("/etc/passwd") + b"\x85R.", "numpy.load"),
@@ -187,7 +226,7 @@ def inert_payloads() -> dict[str, tuple[bytes, str]]:
             + b"\x89\x88\x87R"
             + b"C\x08AAAAAAAA\x86R.",
             "object dtype",
-        ),  # fmt: skip
+        ),
         "p38_newobj_bomb_in_logreg": (_newobj_bomb_in_logreg(), "with arguments"),
         "p39_class_as_value": (_class_as_value(), "xgboost.core.Booster"),
         "object_array_with_dict": (_object_array_with_dict(), "object ndarray"),
@@ -202,5 +241,5 @@ def inert_payloads() -> dict[str, tuple[bytes, str]]:
             + _s("/etc/passwd")
             + b"sb.",
             "numpy_pickle_compat",
-        ),  # fmt: skip
+        ),
     }

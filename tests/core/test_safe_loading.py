@@ -157,14 +157,32 @@ def _dumps(model, fmt: str) -> bytes:
     if fmt.startswith("pickle"):
         return pickle.dumps(model, protocol=int(fmt[-1]))
     buf = io.BytesIO()
-    compress = {"joblib": 0, "joblib-zlib": 3, "joblib-gzip": ("gzip", 3), "joblib-bz2": ("bz2", 3),
-                "joblib-xz": ("xz", 3), "joblib-lzma": ("lzma", 3), "joblib-lz4": ("lz4", 3)}[fmt]  # fmt: skip
+    compress = {
+        "joblib": 0,
+        "joblib-zlib": 3,
+        "joblib-gzip": ("gzip", 3),
+        "joblib-bz2": ("bz2", 3),
+        "joblib-xz": ("xz", 3),
+        "joblib-lzma": ("lzma", 3),
+        "joblib-lz4": ("lz4", 3),
+    }[fmt]
     joblib.dump(model, buf, compress=compress)
     return buf.getvalue()
 
 
-FORMATS = ["pickle2", "pickle3", "pickle4", "pickle5", "joblib", "joblib-zlib", "joblib-gzip", "joblib-bz2",
-           "joblib-xz", "joblib-lzma", "joblib-lz4"]  # fmt: skip
+FORMATS = [
+    "pickle2",
+    "pickle3",
+    "pickle4",
+    "pickle5",
+    "joblib",
+    "joblib-zlib",
+    "joblib-gzip",
+    "joblib-bz2",
+    "joblib-xz",
+    "joblib-lzma",
+    "joblib-lz4",
+]
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

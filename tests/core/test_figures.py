@@ -1,0 +1,167 @@
+"""Figures, importance, narrative, metrics and the rows table: their content, not pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import figures
+from core.errors import ExplanationError
+from core.explanation import Explanation
+from core.importance import global_importances, shap_importance, strongest_interaction
+from core.metrics import headline_metrics, prediction_column
+from core.narrative import summarize
+from core.rows import filter_rows, page_of, rows_table
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def explanation(n=200, sample_of=None, names=("income", "tenure", HOSTILE, "city")) -> Explanation:
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame(
+        {
+            "income": rng.normal(50_000, 10_000, n),
+            "tenure": rng.integers(1, 60, n).astype(float),
+            HOSTILE: rng.normal(size=n),
+            "city": rng.choice(["Lyon", "<b>Nice</b>"], n),
+        }
+    )
+    data.columns = list(names)
+    values = np.column_stack(
+        [
+            (data.iloc[:, 0] - 50_000) / 1e5,
+            -0.002 * data.iloc[:, 1],
+            0.01 * data.iloc[:, 2],
+            np.where(data.iloc[:, 3] == "Lyon", 0.05, -0.05),
+        ]
+    )
+    base = np.full(n, 0.3)
+    return Explanation(
+        values,
+        base,
+        base + values.sum(1),
+        data,
+        tuple(names),
+        "probability",
+        "yes",
+        "test",
+        np.arange(n),
+        (n, sample_of or n),
+    )
+
+
+def test_explanation_rejects_numbers_that_do_not_add_up():
+    e = explanation()
+    with pytest.raises(ExplanationError, match="does not add up"):
+        Explanation(
+            e.values,
+            e.base_values,
+            e.prediction + 0.01,
+            e.data,
+            e.feature_names,
+            "probability",
+            "yes",
+            "m",
+            e.row_ids,
+            e.sample,
+        )
+    with pytest.raises(ExplanationError, match="one entry per row"):
+        Explanation(
+            e.values, e.base_values[:3], e.prediction, e.data, e.feature_names, "raw", None, "m", e.row_ids, e.sample
+        )
+
+
+def test_importance_bars_order_labels_units_and_other():
+    e = explanation()
+    fig = figures.importance_figure(shap_importance(e), top_n=2)
+    bars = fig.data[0]
+    assert list(bars.y) == ["2 other features", "tenure", "income"]  # plotly draws the first bar at the bottom
+    assert bars.x[-1] >= bars.x[-2] and "probability of &#x27;yes&#x27;" in fig.layout.title.text
+    assert bars.x[0] == pytest.approx(np.abs(e.values[:, 2:]).mean(0).sum())
+
+
+def test_sampled_importance_has_uncertainty_and_all_kinds_are_named():
+    e = explanation(sample_of=10_000)
+    kinds = global_importances(
+        e,
+        model_importance={"label": "impurity", "values": [4, 3, 2, 1]},
+        permutation={"mean": [0.1, 0.2, 0.0, 0.05], "std": [0.01] * 4, "scoring": "accuracy"},
+    )
+    assert [k.kind for k in kinds] == ["shap", "model", "permutation"]
+    assert kinds[0].error is not None and kinds[0].note == "computed on 200 of 10,000 rows"
+    assert list(kinds[2].values.index[:2]) == ["tenure", "income"]
+    fig = figures.importance_figure(kinds[0])
+    assert fig.data[0].error_x.array is not None
+
+
+def test_beeswarm_points_colours_and_hostile_names():
+    e = explanation()
+    fig = figures.beeswarm_figure(e, max_display=4)
+    assert {t.type for t in fig.data} == {"scattergl"}
+    assert sum(len(t.x) for t in fig.data) == 4 * 200
+    ticks = list(fig.layout.yaxis.ticktext)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in ticks and HOSTILE not in ticks
+    cat = next(t for t in fig.data if t.name == "category")
+    assert len(set(cat.marker.color)) == 2 and all("<" not in str(d[2]) for d in cat.customdata)
+    capped = figures.beeswarm_figure(e, max_rows=50)
+    assert "showing 50 points per feature" in capped.layout.title.text
+
+
+def test_waterfall_starts_at_base_and_ends_at_prediction():
+    row = explanation().row(7)
+    fig = figures.waterfall_figure(row, max_display=2)
+    wf = fig.data[0]
+    assert fig.layout.title.text == "Waterfall for row 7" and wf.base == pytest.approx(row.base_value)
+    assert list(wf.measure) == ["relative"] * 3 and wf.y[0] == "2 other features"
+    assert wf.base + sum(wf.x) == pytest.approx(row.prediction)
+    assert abs(wf.x[-1]) >= abs(wf.x[-2])  # largest push drawn nearest the prediction
+    notes = [a.text for a in fig.layout.annotations]
+    assert f"<b>prediction {row.prediction:.4g}</b>" in notes and f"average {row.base_value:.4g}" in notes
+
+
+def test_force_segments_sum_to_prediction_minus_base_and_escape_text():
+    row = explanation(names=("income", "tenure", HOSTILE, "city")).row(3)
+    fig = figures.force_figure(row)
+    widths = sum(t.x[0] * (1 if t.marker.color == figures.POSITIVE else -1) for t in fig.data)
+    assert widths == pytest.approx(row.prediction - row.base_value)
+    texts = " ".join(str(t.hovertemplate) for t in fig.data)
+    assert HOSTILE not in texts and "&lt;img" in texts
+    with pytest.raises(ExplanationError, match="try expl.row"):
+        figures.force_figure(explanation())
+
+
+def test_dependence_and_interaction():
+    e = explanation()
+    assert strongest_interaction(e, "income") in e.feature_names
+    fig = figures.dependence_figure(e, "city", color_by="income")
+    assert list(fig.layout.xaxis.ticktext) == ["&lt;b&gt;Nice&lt;/b&gt;", "Lyon"]
+    with pytest.raises(ExplanationError, match="Unknown feature"):
+        figures.dependence_figure(e, "nope")
+
+
+def test_summary_sentence():
+    row = explanation().row(0)
+    text = summarize(row)
+    assert text.startswith(f"Predicted {row.prediction:.2f} probability of 'yes' (average 0.30).")
+    assert "Pushed up most by" in text or "pulled down most by" in text.lower()
+
+
+def test_metrics_and_prediction_column():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+    scores = headline_metrics("binary", pd.Series(["no", "yes", "no"]), proba, ("no", "yes"))
+    assert scores["accuracy"] == pytest.approx(2 / 3) and scores["ROC AUC"] == pytest.approx(1.0)
+    assert headline_metrics("regression", pd.Series([1.0, 2.0, 3.0]), np.array([[1.0], [2.0], [4.0]]), None)[
+        "MAE"
+    ] == pytest.approx(1 / 3)
+    np.testing.assert_array_equal(prediction_column(proba, ("no", "yes"), "no"), proba[:, 0])
+
+
+def test_rows_table_search_and_paging():
+    frame = pd.DataFrame({"age": [30, 61, 45], "city": ["Lyon", "Nice", "Lyon"]})
+    table = rows_table(frame, np.array([0.1, 0.9, 0.5]), "probability", pd.Series(["no", "yes", "no"]))
+    assert list(table.columns[:3]) == ["row", "prediction (probability)", "actual"]
+    assert filter_rows(table, "lyon")["row"].tolist() == [0, 2]
+    assert filter_rows(table, "age>40 city=lyon")["row"].tolist() == [2]
+    assert filter_rows(table, "row:1")["row"].tolist() == [1]
+    assert page_of(table, 2, size=2)["row"].tolist() == [2]
