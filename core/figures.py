@@ -259,57 +259,63 @@ def _units(row: RowExplanation) -> str:
     return f"{label} of {row.class_label!r}" if row.class_label is not None else label
 
 
-def force_figure(row: RowExplanation, *, max_labels: int = 6) -> go.Figure:
-    """The additive push/pull strip: red features push the prediction up from the base, blue pull it down."""
+def force_figure(row: RowExplanation, *, max_labels: int = 4) -> go.Figure:
+    """The additive push/pull strip: red features push the prediction up from the base, blue pull it down.
+
+    Segments meet at the prediction (solid line); the largest ``max_labels`` on each side are named below
+    the strip, the rest on hover.
+    """
     if not isinstance(row, RowExplanation):
         raise ExplanationError("force_figure needs one row; try expl.row(0).")
-    pos = [(v, n, d) for v, n, d in zip(row.values, row.feature_names, row.data.tolist(), strict=True) if v > 0]
-    neg = [(v, n, d) for v, n, d in zip(row.values, row.feature_names, row.data.tolist(), strict=True) if v < 0]
-    pos.sort(key=lambda t: -t[0])
-    neg.sort(key=lambda t: t[0])
+    items = list(zip(row.values, row.feature_names, row.data.tolist(), strict=True))
+    pos = sorted((t for t in items if t[0] > 0), key=lambda t: -t[0])
+    neg = sorted((t for t in items if t[0] < 0), key=lambda t: t[0])
     fig = go.Figure()
-    end = row.prediction
+    span = float(np.abs(row.values).sum()) or 1.0
     for group, color, sign in ((pos, POSITIVE, -1), (neg, NEGATIVE, 1)):
-        edge = end
+        edge = row.prediction
         for rank, (v, n, d) in enumerate(group):
-            width = abs(v)
-            start = edge - width if sign < 0 else edge
+            start = edge - abs(v) if sign < 0 else edge
             fig.add_trace(
                 go.Bar(
-                    x=[width],
-                    y=[""],
+                    x=[abs(v)],
+                    y=[0],
                     base=[start],
                     orientation="h",
-                    marker={"color": color, "line": {"color": "white", "width": 1}},
-                    text=[_row_label(n, d)] if rank < max_labels else [""],
-                    textposition="inside",
-                    insidetextanchor="middle",
-                    hovertemplate=f"{_row_label(n, d)}<br>{v:+.4g}<extra></extra>",
+                    width=0.5,
                     showlegend=False,
+                    marker={"color": color, "line": {"color": "white", "width": 1}},
+                    hovertemplate=f"{_row_label(n, d)}<br>{v:+.4g}<extra></extra>",
                 )
             )
-            edge = start if sign < 0 else start + width
+            if rank < max_labels and abs(v) >= 0.05 * span:
+                fig.add_annotation(
+                    x=start + abs(v) / 2,
+                    y=-0.25,
+                    ax=0,
+                    ay=20 + 15 * (rank % 3),
+                    yref="y",
+                    text=_row_label(n, d),
+                    font={"color": color, "size": 11},
+                    arrowcolor=color,
+                )
+            edge = start if sign < 0 else start + abs(v)
     fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
     fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
     fig.add_annotation(
-        x=row.base_value,
-        y=1.0,
-        yref="paper",
-        text=f"base value {row.base_value:.4g}",
-        showarrow=False,
-        yanchor="bottom",
+        x=row.base_value, y=0.3, yref="y", yanchor="bottom", showarrow=False, text=f"base value {row.base_value:.4g}"
     )
     fig.add_annotation(
         x=row.prediction,
-        y=-0.05,
-        yref="paper",
-        text=f"<b>prediction {row.prediction:.4g}</b>",
+        y=0.3,
+        yref="y",
+        yanchor="bottom",
         showarrow=False,
-        yanchor="top",
+        text=f"<b>prediction {row.prediction:.4g}</b>",
     )
-    fig = _layout(fig, f"Force view for row {row.row_id}", height=220, barmode="overlay", bargap=0.3)
+    fig = _layout(fig, f"Force view for row {row.row_id}", height=250, barmode="overlay")
     fig.update_xaxes(title=f"{esc(_units(row))}")
-    fig.update_yaxes(visible=False)
+    fig.update_yaxes(visible=False, range=[-1.1, 0.6])
     return fig
 
 

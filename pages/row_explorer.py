@@ -29,14 +29,14 @@ if picked is not None:
 left, middle, right, pin = st.columns(4)
 n = len(table)
 current = app.row if app.row is not None and 0 <= app.row < n else 0
-if left.button("◀ Previous", disabled=current <= 0):
+if left.button("Previous", icon=":material/chevron_left:", disabled=current <= 0):
     current -= 1
-if middle.button("Next ▶", disabled=current >= n - 1):
+if middle.button("Next", icon=":material/chevron_right:", disabled=current >= n - 1):
     current += 1
-if right.button("🎲 Random row"):
+if right.button("Random row", icon=":material/casino:"):
     current = int(np.random.default_rng().integers(n))
 app.row = current
-if pin.button("📌 Pin for report", disabled=current in app.pinned):
+if pin.button("Pin for report", icon=":material/push_pin:", disabled=current in app.pinned):
     app.pinned.append(current)
 state.sync_url(demo_active=ctx.source.is_demo)
 

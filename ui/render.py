@@ -29,13 +29,13 @@ def guard() -> Iterator[None]:
         yield
     except ModelLensError as exc:
         log.info("shown to the user: %s", exc)
-        st.error(str(exc), icon="⚠️")
+        st.error(str(exc), icon=":material/error:")
         st.stop()
 
 
 def empty_state(message: str) -> None:
     """Explain why there is nothing to show and what to do next, then stop the page."""
-    st.info(message, icon="ℹ️")
+    st.info(message, icon=":material/info:")
     st.stop()
 
 
@@ -57,7 +57,7 @@ def model_card(model: LoadedModel, *, compact: bool = False) -> None:
 def notices(items: list[str] | tuple[str, ...]) -> None:
     """Notices about the upload (columns ignored, version skew, target detected)."""
     for item in items:
-        st.caption(f"ℹ️ {md(item)}")
+        st.caption(f":material/info: {md(item)}")
 
 
 def top_n(label: str, n_features: int, default: int, *, key: str | None = None) -> int:

@@ -17,7 +17,7 @@ MODES = ("Demo", "My model")
 def render_sidebar() -> None:
     """Draw the sidebar and start (or reuse) the explanation of the current model and table."""
     app = state.get()
-    st.markdown("## 🔍 ModelLens")
+    st.markdown("## :material/center_focus_strong: ModelLens")
     if loaders.settings().trust_pickles:
         st.warning("Trusted mode: pickles load without the safe loader. Only for files you trust, on your own machine.")
     mode = st.segmented_control("Explain", MODES, default=MODES[1] if app.use_upload else MODES[0], key="mode")
@@ -42,7 +42,7 @@ def render_sidebar() -> None:
         st.info(str(exc))
         return
     except ModelLensError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(str(exc), icon=":material/error:")
         return
     render.model_card(model, compact=True)
     render.notices([*model.notices, *aligned.notices])
@@ -56,7 +56,7 @@ def render_sidebar() -> None:
         )
     except ModelLensError as exc:
         bar.empty()
-        st.error(str(exc), icon="⚠️")
+        st.error(str(exc), icon=":material/error:")
         return
     bar.empty()
     st.caption(f"Method: {render.md(ctx.explainer.method)}")
