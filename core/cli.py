@@ -71,6 +71,12 @@ def _explain(args: argparse.Namespace) -> int:
     return cli_explain.run(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from core import cli_explain
+
+    return cli_explain.run_report(args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modellens", description="Look inside a trained model.")
     parser.add_argument("--trust", action="store_true", help="trust pickles (local, single-user use only)")
@@ -92,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", help="output file (default: stdout for json/csv)")
     explain.add_argument("--target", help="name of the target column, if the table has one")
     explain.add_argument("--trust", action="store_true")
+    report = sub.add_parser("report", help="write a self-contained HTML report")
+    report.add_argument("model")
+    report.add_argument("data")
+    report.add_argument("--rows", help="rows to pin in the report, e.g. 3,17")
+    report.add_argument("--class", dest="class_label", help="class label to explain (classifiers)")
+    report.add_argument("--output", default="auto", choices=["auto", "probability", "log-odds", "raw"])
+    report.add_argument("--out", required=True, help="the HTML file to write")
+    report.add_argument("--title", default="")
+    report.add_argument("--target", help="name of the target column, if the table has one")
+    report.add_argument("--trust", action="store_true")
     return parser
 
 
@@ -100,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("MODELLENS_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers: dict[str | None, Any] = {"serve": _serve, "inspect": _inspect, "explain": _explain}
+    handlers: dict[str | None, Any] = {"serve": _serve, "inspect": _inspect, "explain": _explain, "report": _report}
     if args.command is None:
         args.port, args.address = 8501, "127.0.0.1"
         return _serve(args)

@@ -1,4 +1,4 @@
-"""``modellens explain MODEL DATA``: SHAP values for rows of a table, as JSON, CSV or Parquet."""
+"""``modellens explain`` (SHAP values as JSON, CSV or Parquet) and ``modellens report`` (an HTML report)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 
 from core.align import align
 from core.data_io import load_table
-from core.explain import make_explainer
+from core.explain import Explainer, make_explainer
 from core.explanation import Explanation
-from core.models import load_model
+from core.models import LoadedModel, load_model
 from core.report_data import safe_table
 
 __all__ = ["run"]
@@ -36,17 +36,38 @@ def _as_json(expl: Explanation) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Explain the selected rows and write them in the requested format."""
-    from core.cli import parse_rows
-
+def _prepare(args: argparse.Namespace) -> tuple[LoadedModel, Explainer]:
     model_path, data_path = Path(args.model), Path(args.data)
     model = load_model(model_path.read_bytes(), model_path.name, trusted=args.trust)
     table = load_table(data_path.read_bytes(), data_path.name)
     aligned = align(model, table, target=args.target)
     for notice in aligned.notices:
         print(f"modellens: {notice}", file=sys.stderr)
-    explainer = make_explainer(model, aligned.frame, output=args.output)
+    return model, make_explainer(model, aligned.frame, output=args.output)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write the HTML report: global views on a budgeted sample (or every row), the pinned rows in full."""
+    from core.cli import parse_rows
+    from core.report import build_report
+
+    model, explainer = _prepare(args)
+    result = explainer.explain_sample(budget_seconds=10.0)
+    pinned = parse_rows(args.rows) or []
+    rows = [explainer.explain_all([r]).for_class(args.class_label).row(0) for r in pinned]
+    html_text = build_report(
+        result.for_class(args.class_label), model.card(), rows=rows, title=args.title, notes=[*model.notices]
+    )
+    Path(args.out).write_text(html_text, encoding="utf-8")
+    print(f"modellens: wrote {args.out} ({len(html_text) / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain the selected rows and write them in the requested format."""
+    from core.cli import parse_rows
+
+    _, explainer = _prepare(args)
     expl = explainer.explain(parse_rows(args.rows), class_label=args.class_label)
     if args.format == "json":
         text = _as_json(expl)

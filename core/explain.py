@@ -144,6 +144,60 @@ class ExplainResult:
             notes=self.notes,
         )
 
+    def to_bytes(self) -> bytes:
+        """Arrays and metadata as one ``.npz`` (the raw rows are not included: they come from the table)."""
+        from core.store import pack_arrays
+
+        arrays = {
+            "values": self.values,
+            "base": self.base,
+            "prediction": self.prediction,
+            "row_ids": self.row_ids,
+            "engineered": self.engineered,
+            "engineered_data": self.engineered_data,
+        }
+        meta = {
+            "total_rows": self.total_rows,
+            "feature_names": list(self.feature_names),
+            "output": self.output,
+            "method": self.method,
+            "task": self.task,
+            "classes": None if self.classes is None else list(self.classes),
+            "binary_single": self.binary_single,
+            "notes": list(self.notes),
+            "engineered_names": None if self.engineered_names is None else list(self.engineered_names),
+        }
+        return pack_arrays(arrays, meta)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, frame: pd.DataFrame) -> ExplainResult:
+        """Rebuild a result saved by :meth:`to_bytes`; ``frame`` is the aligned table it was computed on."""
+        from core.store import unpack_arrays
+
+        arrays, meta = unpack_arrays(data)
+        row_ids = arrays["row_ids"].astype(np.int64)
+        if len(frame) != meta["total_rows"] or list(map(str, frame.columns)) != meta["feature_names"]:
+            raise ExplanationError("The saved explanation does not match this table; it was computed on another one.")
+        names = meta.get("engineered_names")
+        return cls(
+            values=arrays["values"],
+            base=arrays["base"],
+            prediction=arrays["prediction"],
+            data=frame.iloc[row_ids].reset_index(drop=True),
+            row_ids=row_ids,
+            total_rows=meta["total_rows"],
+            feature_names=tuple(meta["feature_names"]),
+            output=meta["output"],
+            method=meta["method"],
+            task=meta["task"],
+            classes=None if meta["classes"] is None else tuple(meta["classes"]),
+            binary_single=meta["binary_single"],
+            engineered=arrays.get("engineered"),
+            engineered_data=arrays.get("engineered_data"),
+            engineered_names=tuple(names) if names else None,
+            notes=tuple(meta.get("notes", ())),
+        )
+
     def sorted_by_row(self) -> ExplainResult:
         """The same rows ordered by row id."""
         order = np.argsort(self.row_ids, kind="stable")

@@ -128,6 +128,17 @@ class ExplainJob:
                 self._state = "sampled"
             return sample
 
+    def adopt(self, result: ExplainResult) -> None:
+        """Start from a saved result (a share link): shown at once, never recomputed."""
+        with self._lock:
+            if self._sample is not None:
+                return
+            self._sample, self._done = result, len(result)
+            if len(result) >= self.explainer.n_rows:
+                self._full, self._state = result.sorted_by_row(), "done"
+            else:
+                self._state = "sampled"
+
     def start_refinement(self) -> bool:
         """Explain the remaining rows in a background thread; False when there is nothing to do."""
         with self._lock:

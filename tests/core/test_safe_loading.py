@@ -68,9 +68,19 @@ def test_inert_attacks_are_refused_by_name(name):
     assert expected in str(info.value) or any(expected in r for r in info.value.refused), str(info.value)
 
 
+CORPUS_SCRIPT = Path(__file__).parent / "corpus" / "make_unsafe_pickles.py"  # a copy of shared/corpus/
+
+
+def test_vendored_corpus_script_matches_the_shared_one():
+    shared = SHARED / "corpus" / "make_unsafe_pickles.py"
+    if not shared.exists():
+        pytest.skip("no ../shared beside this checkout (CI clones the project alone)")
+    assert CORPUS_SCRIPT.read_bytes() == shared.read_bytes()
+
+
 def test_shared_corpus(tmp_path):
     out, mark = tmp_path / "corpus", tmp_path / "markers"
-    subprocess.run([sys.executable, str(SHARED / "corpus" / "make_unsafe_pickles.py"), str(out), str(mark)], check=True)
+    subprocess.run([sys.executable, str(CORPUS_SCRIPT), str(out), str(mark)], check=True)
     broken = {"truncated.pkl", "not_a_pickle.pkl"}
     for path in sorted(out.iterdir()):
         if path.name in broken:
