@@ -9,7 +9,9 @@ __all__ = ["summarize"]
 
 
 def _amount(value: float, output: str) -> str:
-    return f"{value:.2f}" if output == "probability" else f"{value:.4g}"
+    if output == "probability" and (abs(value) >= 0.01 or value == 0):
+        return f"{value:.2f}"
+    return f"{value:.2g}" if abs(value) < 0.01 else f"{value:.4g}"
 
 
 def _phrase(name: str, value: object, amount: float, output: str) -> str:

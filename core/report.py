@@ -57,9 +57,8 @@ def _card_rows(card: dict[str, Any]) -> str:
             value = ", ".join(map(str, value))
         rows.append(f"<tr><td>{_e(label)}</td><td>{_e(value)}</td></tr>")
     for step in card.get("steps") or ():
-        rows.append(
-            f"<tr><td>step {_e(step.get('name'))}</td><td>{_e(step.get('class'))} {_e(step.get('detail', ''))}</td></tr>"
-        )
+        detail = f"{step.get('class')} {step.get('detail', '')}".strip()
+        rows.append(f"<tr><td>step {_e(step.get('name'))}</td><td>{_e(detail)}</td></tr>")
     return "\n".join(rows)
 
 

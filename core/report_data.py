@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["neutralise_formula", "safe_table"]
+__all__ = ["neutralise_formula", "safe_table", "shap_csv", "shap_parquet"]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -24,3 +24,17 @@ def safe_table(frame: pd.DataFrame) -> pd.DataFrame:
         if not pd.api.types.is_numeric_dtype(out[col].dtype):
             out[col] = out[col].map(neutralise_formula)
     return out
+
+
+def shap_csv(frame: pd.DataFrame) -> bytes:
+    """A SHAP table (``Explanation.to_frame()``) as spreadsheet-safe CSV bytes."""
+    return safe_table(frame).to_csv(index=False).encode("utf-8")
+
+
+def shap_parquet(frame: pd.DataFrame) -> bytes:
+    """A SHAP table as spreadsheet-safe Parquet bytes."""
+    import io
+
+    buf = io.BytesIO()
+    safe_table(frame).to_parquet(buf, index=False)
+    return buf.getvalue()

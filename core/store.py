@@ -123,13 +123,14 @@ class ShareStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.default_days = default_days
         with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent in the file: readers never block the writer
             db.executescript(SCHEMA)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.root / "index.sqlite", timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA synchronous=FULL")
             yield db
         finally:

@@ -19,6 +19,7 @@ from core.explain import Explainer, ExplainResult
 from core.explanation import Explanation
 from core.jobs import ExplainJob
 from core.models import LoadedModel
+from core.store import ShareRecord
 from ui import loaders, state
 
 
@@ -28,7 +29,7 @@ class NeedInput(ModelLensError):
 
 @dataclass(frozen=True)
 class Source:
-    """Where the model and the table come from."""
+    """Where the model and the table come from (an upload, a demo, or a share link)."""
 
     model_bytes: bytes
     model_name: str
@@ -36,6 +37,8 @@ class Source:
     data_name: str
     label: str
     is_demo: bool
+    share: ShareRecord | None = None
+    saved_result: bytes | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +62,7 @@ class Context:
     @property
     def read_only(self) -> bool:
         """True for shared links (no uploads)."""
-        return False
+        return self.source.share is not None
 
 
 def source() -> Source:
@@ -69,6 +72,13 @@ def source() -> Source:
         NeedInput: Upload mode with a file still missing.
     """
     app = state.get()
+    if app.share_id:
+        opened = loaders.share(app.share_id).unwrap()
+        record = opened.record
+        state.adopt_share_settings(record.id, record.settings)
+        return Source(
+            opened.model, record.model_name, opened.data, record.data_name, record.title, False, record, opened.result
+        )
     model_file = st.session_state.get("model_file")
     data_file = st.session_state.get("data_file")
     if app.use_upload:
@@ -105,6 +115,9 @@ def current(*, progress: Any = None) -> Context:
     target = app.target
     explainer = loaders.explainer(model_key, data_key, target, output, model, aligned).unwrap()
     job = loaders.job(model_key, data_key, target, output, explainer)
+    saved = src.saved_result
+    if saved is not None and src.share is not None and src.share.settings.get("output") == explainer.output:
+        job.adopt(ExplainResult.from_bytes(saved, aligned.frame))
     job.run_sample(progress=progress)
     job.start_refinement()
     result = job.result

@@ -23,6 +23,7 @@ from core.explain import Explainer, make_explainer
 from core.jobs import ExplainJob
 from core.model_io import sha256_of
 from core.models import LoadedModel, load_model
+from core.store import ShareStore
 from core.worker import WorkerPool
 
 TTL = 3 * 3600
@@ -59,6 +60,18 @@ def settings() -> Settings:
 def worker_pool() -> WorkerPool:
     """The server's model workers (shared: keyed by model hash, reaped when idle)."""
     return WorkerPool(settings())
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> ShareStore:
+    """The persistent share store (MODELLENS_STORE)."""
+    return ShareStore(settings().store_dir, default_days=settings().share_days)
+
+
+@st.cache_resource(show_spinner="Opening the shared view…", max_entries=64, ttl=600)
+def share(share_id: str) -> Outcome:
+    """A share's record and bytes (unknown, malformed and expired links are cached errors)."""
+    return _attempt(store().open, share_id)
 
 
 @st.cache_resource(show_spinner="Preparing the demo (first start only)…")

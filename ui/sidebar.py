@@ -2,40 +2,31 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from core.demo import DEMOS
 from core.errors import ModelLensError
 from core.jobs import ExplainJob, describe_eta
-from ui import context, loaders, render, state
+from ui import context, loaders, render, share, state
 
 MODEL_TYPES = ["pkl", "pickle", "joblib", "skops", "json", "ubj", "txt", "cbm", "zip", "z", "gz", "bz2", "xz", "lzma"]
 DATA_TYPES = ["csv", "tsv", "txt", "parquet", "pq", "xlsx", "xls"]
 MODES = ("Demo", "My model")
 
 
-def render_sidebar() -> None:
-    """Draw the sidebar and start (or reuse) the explanation of the current model and table."""
+def render_sidebar(*, page: str = "") -> None:
+    """Draw the sidebar and start (or reuse) the explanation; ``page`` is the shown page's url_path."""
     app = state.get()
     st.markdown("## :material/center_focus_strong: ModelLens")
     if loaders.settings().trust_pickles:
         st.warning("Trusted mode: pickles load without the safe loader. Only for files you trust, on your own machine.")
-    mode = st.segmented_control("Explain", MODES, default=MODES[1] if app.use_upload else MODES[0], key="mode")
-    app.use_upload = mode == MODES[1]
-    if app.use_upload:
-        st.file_uploader(
-            "Model file",
-            type=MODEL_TYPES,
-            key="model_file",
-            help="pickle / joblib, skops, XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, MLflow/AutoML zip",
-        )
-        st.file_uploader(
-            "Data file", type=DATA_TYPES, key="data_file", help="CSV/TSV, Parquet or Excel, with a header row"
-        )
+    if app.share_id:
+        if not _shared_header(app.share_id):
+            return
     else:
-        names = list(DEMOS)
-        app.demo = st.selectbox("Demo", names, index=names.index(app.demo), format_func=lambda n: DEMOS[n].title)
-        st.caption(DEMOS[app.demo].story)
+        _source_picker()
     try:
         src, model, aligned, _, _ = context.model_and_table()
     except context.NeedInput as exc:
@@ -61,7 +52,59 @@ def render_sidebar() -> None:
     bar.empty()
     st.caption(f"Method: {render.md(ctx.explainer.method)}")
     _progress(ctx.job)
+    if not ctx.read_only:
+        _share_button(ctx, page)
     state.sync_url(demo_active=src.is_demo)
+
+
+def _source_picker() -> None:
+    app = state.get()
+    mode = st.segmented_control("Explain", MODES, default=MODES[1] if app.use_upload else MODES[0], key="mode")
+    app.use_upload = mode == MODES[1]
+    if app.use_upload:
+        st.file_uploader(
+            "Model file",
+            type=MODEL_TYPES,
+            key="model_file",
+            help="pickle / joblib, skops, XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, MLflow/AutoML zip",
+        )
+        st.file_uploader(
+            "Data file", type=DATA_TYPES, key="data_file", help="CSV/TSV, Parquet or Excel, with a header row"
+        )
+    else:
+        names = list(DEMOS)
+        app.demo = st.selectbox("Demo", names, index=names.index(app.demo), format_func=lambda n: DEMOS[n].title)
+        st.caption(DEMOS[app.demo].story)
+
+
+def _shared_header(share_id: str) -> bool:
+    """The read-only banner of a shared view; False (with a clear message) when the link cannot be opened."""
+    outcome = loaders.share(share_id)
+    if outcome.error is not None:
+        st.error(str(outcome.error), icon=":material/link_off:")
+        st.button("Start your own analysis", on_click=state.leave_share, type="primary")
+        return False
+    record = outcome.value.record
+    st.info(f"Shared view (read-only): **{render.md(record.title)}**", icon=":material/visibility:")
+    st.caption(
+        f"Shared {time.strftime('%d %b %Y', time.localtime(record.created))} · "
+        f"link valid until {time.strftime('%d %b %Y', time.localtime(record.expires))}"
+    )
+    st.button("Leave shared view", on_click=state.leave_share)
+    return True
+
+
+def _share_button(ctx: context.Context, page: str) -> None:
+    if st.button("Share this view", icon=":material/share:", help="Save model, table and explanations; get a link"):
+        with render.guard():
+            record = share.create(ctx)
+        app = state.get()
+        st.session_state["_last_share_link"] = share.link(
+            record, page=page, row=app.row, class_label=app.class_label
+        )
+    if st.session_state.get("_last_share_link"):
+        st.caption("Anyone with this link sees this view, read-only:")
+        st.code(st.session_state["_last_share_link"], language=None, wrap_lines=True)
 
 
 def _selectors(model: object, aligned: object) -> None:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.demo import DEMOS
 
-__all__ = ["AppState", "get", "set_row", "sync_url"]
+__all__ = ["AppState", "adopt_share_settings", "follow_start_page", "get", "leave_share", "set_row", "sync_url"]
 
 KEY = "app"
 DEFAULT_DEMO = "breast-cancer"
@@ -33,6 +33,8 @@ class AppState:
     view: str = "raw"
     row: int | None = None
     pinned: list[int] = field(default_factory=list)
+    adopted_share: str | None = None
+    start_page: str | None = None
 
 
 def _from_url(state: AppState) -> None:
@@ -45,6 +47,7 @@ def _from_url(state: AppState) -> None:
     state.view = "engineered" if params.get("view") == "engineered" else "raw"
     row = params.get("row")
     state.row = int(row) if row is not None and row.isdigit() else None
+    state.start_page = params.get("page") or None
 
 
 def get() -> AppState:
@@ -78,3 +81,35 @@ def sync_url(*, demo_active: bool) -> None:
                 del st.query_params[key]
         elif st.query_params.get(key) != value:
             st.query_params[key] = value
+
+
+def adopt_share_settings(share_id: str, settings: dict[str, object]) -> None:
+    """Apply a share's saved settings once (the link's own row / class parameters win)."""
+    state = get()
+    if state.adopted_share == share_id:
+        return
+    state.adopted_share = share_id
+    state.output = str(settings.get("output") or state.output)
+    state.target = settings.get("target") or None  # type: ignore[assignment]
+    state.view = str(settings.get("view") or state.view)
+    if state.class_label is None and settings.get("class_label") is not None:
+        state.class_label = str(settings["class_label"])
+    if state.row is None and isinstance(settings.get("row"), int):
+        state.row = int(settings["row"])  # type: ignore[arg-type]
+    state.pinned = [int(r) for r in settings.get("pinned") or []]  # type: ignore[union-attr]
+
+
+def leave_share() -> None:
+    """Back from a shared view to the user's own (demo or uploads)."""
+    state = get()
+    state.share_id = state.adopted_share = None
+    state.row, state.class_label, state.output, state.target = None, None, "auto", None
+
+
+def follow_start_page(pages: dict[str, object]) -> None:
+    """Open the page a link names (``?page=rows``) once per session."""
+    state = get()
+    target, state.start_page = state.start_page, None
+    if target and target in pages:
+        params = {k: v for k, v in st.query_params.to_dict().items() if k != "page"}
+        st.switch_page(pages[target], query_params=params)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ on a free port with its own MODELLENS_HOME and waits for /_stcore/health. Pages 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.core import zoo
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -132,3 +134,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 def wait_idle(page) -> None:
     """Wait until the app's script has finished running."""
     page.wait_for_selector(IDLE, state="attached")
+
+
+@pytest.fixture(scope="session")
+def uploads(tmp_path_factory):
+    base = tmp_path_factory.mktemp("uploads")
+    model, frame = zoo.builders()["pipe_rf"]()
+    (base / "churn.pkl").write_bytes(pickle.dumps(model))
+    frame.assign(churn=model.predict(frame)).to_csv(base / "customers.csv", index=False)
+    return base, model, frame

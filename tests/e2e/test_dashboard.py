@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.core import zoo
 from tests.e2e.conftest import wait_idle
 
 PAGES = {"Overview": "", "Global importance": "importance", "Beeswarm": "beeswarm", "Row explorer": "rows"}
@@ -46,15 +45,6 @@ def test_demo_loads_with_charts_on_every_page_and_no_exception(server, page):
         assert drawn_charts(page) >= 1, title
         assert page.locator('[data-testid="stException"]').count() == 0, title
     assert page.page_errors == []
-
-
-@pytest.fixture(scope="module")
-def uploads(tmp_path_factory):
-    base = tmp_path_factory.mktemp("uploads")
-    model, frame = zoo.builders()["pipe_rf"]()
-    (base / "churn.pkl").write_bytes(pickle.dumps(model))
-    frame.assign(churn=model.predict(frame)).to_csv(base / "customers.csv", index=False)
-    return base, model, frame
 
 
 def upload(page, server, model_path, data_path) -> None:

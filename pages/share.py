@@ -1,0 +1,58 @@
+import time
+
+import streamlit as st
+
+from core.report import build_report
+from core.report_data import shap_csv, shap_parquet
+from ui import auth, context, loaders, render, share, state
+
+st.title("Share & export")
+with render.guard():
+    ctx = context.current()
+app, expl = state.get(), ctx.explanation()
+
+st.subheader("Share link")
+if ctx.read_only:
+    st.info("This is a shared view: it can be viewed and exported, not re-shared.", icon=":material/visibility:")
+else:
+    with st.form("share_form"):
+        title = st.text_input("Title", value=ctx.source.label, max_chars=200)
+        days = st.number_input("Valid for (days)", 1, 365, loaders.settings().share_days)
+        if st.form_submit_button("Create link", type="primary", icon=":material/share:"):
+            with render.guard():
+                record = share.create(ctx, title=title, days=float(days))
+            st.session_state["_last_share_link"] = share.link(
+                record, page="rows" if app.row is not None else "", row=app.row, class_label=app.class_label
+            )
+    if st.session_state.get("_last_share_link"):
+        st.code(st.session_state["_last_share_link"], language=None, wrap_lines=True)
+    owner = auth.current_user()
+    records = loaders.store().shares_of(owner)
+    st.subheader(f"Your shares ({len(records)})")
+    for record in records:
+        left, middle, right = st.columns([5, 3, 1])
+        left.markdown(f"[{render.md(record.title)}]({share.link(record)})")
+        middle.caption(f"until {time.strftime('%d %b %Y', time.localtime(record.expires))}")
+        right.button("Delete", key=f"delete_{record.id}", on_click=loaders.store().delete, args=(record.id, owner))
+
+st.subheader("Report")
+st.caption("One HTML file with the model card, global importance, the beeswarm and the pinned rows; it opens offline.")
+choices = sorted({*app.pinned, *([app.row] if app.row is not None else [])})
+rows = st.multiselect("Rows in the report", choices, default=choices, help="Pin rows in the row explorer.")
+if st.button("Build report", icon=":material/description:"):
+    with render.guard(), st.spinner("Building the report…"):
+        pinned = [ctx.job.row(r).for_class(ctx.class_label).row(0) for r in rows]
+        report = build_report(
+            expl, ctx.model.card(), rows=pinned, title=ctx.source.label, notes=list(ctx.model.notices)
+        )
+    st.download_button(
+        "Download report (HTML)", report, file_name="modellens-report.html", mime="text/html", type="primary"
+    )
+
+st.subheader("SHAP values")
+what = "row id, feature values, contributions, base value, prediction"
+st.caption(f"{expl.coverage_label.capitalize()}, {render.md(expl.units)}: {what}.")
+table = expl.to_frame()
+left, right = st.columns(2)
+left.download_button("CSV", shap_csv(table), file_name="shap-values.csv", mime="text/csv", icon=":material/download:")
+right.download_button("Parquet", shap_parquet(table), file_name="shap-values.parquet", icon=":material/download:")

@@ -1,0 +1,94 @@
+"""Share links and access control under AppTest: read-only views that reopen the same page, row and numbers."""
+
+from __future__ import annotations
+
+from core.worker import close_all_pools
+from tests.pages.test_pages import _fresh_caches, app, chart  # noqa: F401 - _fresh_caches is an autouse fixture
+
+
+def _share_from_row_explorer(row: int) -> tuple[str, str]:
+    at = app(row=str(row)).run()
+    at.switch_page("pages/row_explorer.py").run()
+    waterfall = chart(at, "Waterfall")
+    share_button = next(b for b in at.sidebar.button if b.label == "Share this view")
+    share_button.click().run()
+    link = at.sidebar.code[0].value
+    return link, waterfall["layout"]["annotations"][1]["text"]
+
+
+def test_a_share_link_reopens_the_same_view_read_only():
+    link, prediction_text = _share_from_row_explorer(7)
+    assert "?s=" in link and "page=rows" in link and "row=7" in link
+    params = dict(part.split("=", 1) for part in link.split("?", 1)[1].split("&"))
+    fresh = app(**params).run()  # a new session: no uploads, no state
+    assert not fresh.exception
+    assert fresh.title[0].value == "Row explorer"
+    waterfall = chart(fresh, "Waterfall")
+    assert waterfall["layout"]["title"]["text"] == "Waterfall for row 7"
+    assert waterfall["layout"]["annotations"][1]["text"] == prediction_text
+    assert not fresh.get("file_uploader") and not fresh.get("button_group")
+    assert any("Shared view (read-only)" in i.value for i in fresh.sidebar.info)
+
+
+def test_unknown_and_malformed_links_show_a_clear_page():
+    for bad in ("Q" * 32, "nope"):
+        at = app(s=bad).run()
+        assert not at.exception
+        text = " ".join(e.value for e in at.error)
+        assert ("does not exist" in text) if len(bad) == 32 else ("malformed" in text)
+
+
+def test_password_gate(monkeypatch):
+    monkeypatch.setenv("MODELLENS_PASSWORD", "correct horse")
+    at = app().run()
+    assert at.title[0].value == "ModelLens" and not at.get("plotly_chart")
+    at.text_input[0].input("wrong")
+    at.button[0].click().run()
+    assert "not right" in at.error[0].value
+    at.text_input[0].input("correct horse")
+    at.button[0].click().run()
+    assert at.title[0].value == "Overview" and chart(at, "Predictions")
+
+
+def test_share_links_stay_viewable_without_login_by_default(monkeypatch):
+    link, _ = _share_from_row_explorer(3)
+    monkeypatch.setenv("MODELLENS_PASSWORD", "s3cret")
+    params = dict(part.split("=", 1) for part in link.split("?", 1)[1].split("&"))
+    viewer = app(**params).run()
+    assert viewer.title[0].value == "Row explorer"
+    monkeypatch.setenv("MODELLENS_LOGIN_FOR", "all")
+    close_all_pools()
+    import streamlit as st
+
+    st.cache_resource.clear()
+    locked = app(**params).run()
+    assert locked.title[0].value == "ModelLens" and locked.text_input[0].label == "Password"
+
+
+def test_oidc_allowlist(monkeypatch):
+    monkeypatch.setenv("MODELLENS_ALLOWED_EMAILS", "ada@corp.com,@partner.org")
+    secrets = {
+        "auth": {
+            "redirect_uri": "http://localhost:8501/oauth2callback",
+            "cookie_secret": "x" * 32,
+            "client_id": "id",
+            "client_secret": "s",
+            "server_metadata_url": "https://idp/.well-known",
+        }
+    }
+    outsider = app()
+    outsider.secrets.update(secrets)
+    outsider.user = {"is_logged_in": True, "email": "eve@evil.com"}
+    outsider.run()
+    assert "not on this deployment's allowlist" in outsider.error[0].value
+    for email in ("ada@corp.com", "bob@partner.org"):
+        member = app()
+        member.secrets.update(secrets)
+        member.user = {"is_logged_in": True, "email": email}
+        member.run()
+        assert member.title[0].value == "Overview", email
+    anonymous = app()
+    anonymous.secrets.update(secrets)
+    anonymous.user = {"is_logged_in": False}
+    anonymous.run()
+    assert any(b.label == "Log in" for b in anonymous.button)
