@@ -26,7 +26,16 @@ import pandas as pd
 from core import introspect
 from core.errors import ExplanationError
 from core.explanation import check_additivity
-from core.methods import CatBoostNative, LightGBMNative, LinearMethod, Method, ShapTree, XGBoostNative, family_of
+from core.methods import (
+    CatBoostNative,
+    FastTree,
+    LightGBMNative,
+    LinearMethod,
+    Method,
+    ShapTree,
+    XGBoostNative,
+    family_of,
+)
 from core.permutation import PermutationMethod
 from core.pipeline import FoldPlan, NotFoldable, analyze
 
@@ -207,16 +216,11 @@ class Engine:
         assert plan is not None
         est, family = plan.final, family_of(plan.final)
         engineered_bg = self._engineer(background)
-        if family == "sk-forest":
-            return ShapTree(est, output=out, task=task)
+        if family == "sk-forest" or (family == "sk-boosted" and out != "probability"):
+            return self._tree_kernel(est)
         if family == "sk-boosted":
-            if out == "probability":
-                return (
-                    ShapTree(est, output=out, task=task, background=_numeric(engineered_bg))
-                    if task == "binary"
-                    else None
-                )
-            return ShapTree(est, output=out, task=task) if _shap_supports(est, task) else None
+            ok = task == "binary" and not _categorical_hgb(est)
+            return ShapTree(est, output=out, task=task, background=_numeric(engineered_bg)) if ok else None
         if family in ("xgboost", "lightgbm", "catboost"):
             if out == "probability":
                 numeric = _numeric_or_none(engineered_bg)
@@ -227,6 +231,16 @@ class Engine:
         if family == "linear" and out != "probability":
             return LinearMethod(est, task=task, background=engineered_bg)
         return None
+
+    def _tree_kernel(self, est: Any) -> Method | None:
+        """ModelLens's TreeSHAP kernel; None for variants no exact tree method handles (categorical HGB)."""
+        from core.treeshap import UnsupportedModelError
+
+        try:
+            return FastTree(est, output=self.output, task=self.task, n_threads=self.n_threads)
+        except UnsupportedModelError as exc:
+            self.notes.append(f"{type(est).__name__}: {exc}")
+            return None
 
     def _agnostic(self, background: pd.DataFrame) -> PermutationMethod:
         self.plan = None
@@ -297,5 +311,7 @@ def _numeric_or_none(X: Any) -> np.ndarray | None:
         return None
 
 
-def _shap_supports(est: Any, task: str) -> bool:
-    return not (type(est).__name__ == "GradientBoostingClassifier" and task == "multiclass")
+def _categorical_hgb(est: Any) -> bool:
+    """HistGradientBoosting with native categorical splits (shap would read them as numeric thresholds)."""
+    flags = getattr(est, "is_categorical_", None)
+    return flags is not None and bool(np.any(flags))

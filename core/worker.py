@@ -53,7 +53,6 @@ def _worker_env(settings: Settings, extra: dict[str, str] | None) -> dict[str, s
     env["PYTHONUNBUFFERED"] = "1"
     env["MODELLENS_WORKER_MEMORY_MB"] = str(settings.worker_memory_mb)
     env["MODELLENS_WORKER_CPU_SECONDS"] = str(settings.worker_cpu_seconds)
-    env.setdefault("NUMBA_CACHE_DIR", str(settings.home / "numba-cache"))
     env.update(extra or {})
     return env
 

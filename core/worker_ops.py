@@ -29,7 +29,10 @@ def warm_up() -> None:
     import sklearn.ensemble  # noqa: F401
 
     import core.engine  # noqa: F401
+    from core import treeshap
 
+    timings = treeshap.warm_up()  # loads the compiled kernel from numba's disk cache (compiles it once)
+    log.info("TreeSHAP kernel ready: %s", {k: round(v, 2) for k, v in timings.items()})
     for optional in ("xgboost", "lightgbm"):
         try:
             __import__(optional)

@@ -17,7 +17,6 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     home = tmp_path_factory.getbasetemp() / "modellens-home"
     home.mkdir(exist_ok=True)
     monkeypatch.setenv("MODELLENS_HOME", str(home))
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(home / "numba-cache"))
     monkeypatch.delenv("MODELLENS_TRUST_PICKLES", raising=False)
     return home
 

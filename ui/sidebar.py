@@ -99,9 +99,7 @@ def _share_button(ctx: context.Context, page: str) -> None:
         with render.guard():
             record = share.create(ctx)
         app = state.get()
-        st.session_state["_last_share_link"] = share.link(
-            record, page=page, row=app.row, class_label=app.class_label
-        )
+        st.session_state["_last_share_link"] = share.link(record, page=page, row=app.row, class_label=app.class_label)
     if st.session_state.get("_last_share_link"):
         st.caption("Anyone with this link sees this view, read-only:")
         st.code(st.session_state["_last_share_link"], language=None, wrap_lines=True)

@@ -208,3 +208,24 @@ def test_models_fitted_on_bare_arrays(fitted):
     expl = explainer.explain(range(10))
     np.testing.assert_allclose(expl.prediction, model.predict(X[:10]), rtol=1e-12)
     assert expl.method.startswith("Linear SHAP")
+
+
+def test_sklearn_trees_use_the_modellens_kernel_even_where_shap_cannot(fitted):
+    model, X = fitted["gb_multi"]
+    engine = Engine(model, X.iloc[:80])
+    assert engine.method_name == "TreeSHAP (path-dependent, ModelLens kernel)" and engine.output == "log-odds"
+    result = engine.explain(X.iloc[80:90], np.arange(10))
+    np.testing.assert_allclose(result.prediction, model.decision_function(X.iloc[80:90]), rtol=1e-12)
+
+
+def test_categorical_hist_gradient_boosting_is_explained_model_agnostically():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    F, yb, _ = zoo.tabular()
+    F = F.astype({"city": "category", "plan": "category"})
+    model = HistGradientBoostingClassifier(max_iter=20, categorical_features="from_dtype").fit(F, yb)
+    engine = Engine(model, F.iloc[:60])
+    assert isinstance(engine.method, PermutationMethod)
+    assert any("categorical" in note for note in engine.notes)
+    result = engine.explain(F.iloc[60:66], np.arange(6))
+    np.testing.assert_allclose(result.prediction[:, 0], model.decision_function(F.iloc[60:66]), rtol=1e-12)
