@@ -33,6 +33,7 @@ from core.methods import (
     LinearMethod,
     Method,
     ShapTree,
+    XGBoostKernel,
     XGBoostNative,
     family_of,
 )
@@ -155,6 +156,7 @@ class Engine:
         output: ``auto`` (the model's natural units) or one of :func:`available_outputs`.
         n_threads: Threads for native libraries and kernels (None: all cores).
         seed: Seed of the model-agnostic explainer (each row also uses its row id).
+        agnostic: Use the model-agnostic explainer even when an exact fast method exists (comparisons).
 
     Raises:
         ExplanationError: The requested units are not available for this model.
@@ -168,6 +170,7 @@ class Engine:
         output: str = "auto",
         n_threads: int | None = None,
         seed: int = 0,
+        agnostic: bool = False,
     ):
         self.model = model
         self.task, self.classes = introspect.task_of(model)
@@ -183,7 +186,7 @@ class Engine:
         self.n_threads, self.seed = n_threads, seed
         self.notes: list[str] = []
         self.plan = self._plan(background)
-        self.method = self._choose(background)
+        self.method = self._agnostic(background) if agnostic else self._choose(background)
         self.folded = not isinstance(self.method, PermutationMethod) and not self.plan.is_identity
 
     # -- planning -------------------------------------------------------------------------------------
@@ -226,11 +229,24 @@ class Engine:
                 numeric = _numeric_or_none(engineered_bg)
                 ok = task == "binary" and family != "catboost" and numeric is not None
                 return ShapTree(est, output=out, task=task, background=numeric) if ok else None
-            native = {"xgboost": XGBoostNative, "lightgbm": LightGBMNative, "catboost": CatBoostNative}[family]
+            if family == "xgboost":
+                return self._xgboost(est, background)
+            native = {"lightgbm": LightGBMNative, "catboost": CatBoostNative}[family]
             return native(est, task=task, n_threads=self.n_threads)
         if family == "linear" and out != "probability":
             return LinearMethod(est, task=task, background=engineered_bg)
         return None
+
+    def _xgboost(self, est: Any, background: pd.DataFrame) -> Method:
+        """XGBoost's trees in float64 through our kernel; its native float32 contributions when unreadable."""
+        from core.treeshap import UnsupportedModelError
+        from core.xgb_trees import UnsupportedBooster
+
+        try:
+            return XGBoostKernel(est, task=self.task, background=self._engineer(background), n_threads=self.n_threads)
+        except (UnsupportedBooster, UnsupportedModelError) as exc:
+            self.notes.append(f"XGBoost's own contributions were used ({exc}).")
+            return XGBoostNative(est, task=self.task, n_threads=self.n_threads)
 
     def _tree_kernel(self, est: Any) -> Method | None:
         """ModelLens's TreeSHAP kernel; None for variants no exact tree method handles (categorical HGB)."""

@@ -371,7 +371,8 @@ class Explainer:
             progress: Called after each chunk.
             cancel: When set, stops after the current chunk with :class:`~core.errors.CancelledError`.
             chunk_rows: Rows per request (default: about half a second of work).
-            parallel: Worker processes of the model to spread chunks over (remote models).
+            parallel: Worker processes of the model to spread chunks over (remote models): with more than one,
+                helper workers run one thread each and the main worker stays free for single rows.
         """
         ids = np.arange(self.n_rows) if rows is None else np.asarray(list(rows), dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.n_rows):
@@ -391,7 +392,11 @@ class Explainer:
                 if progress is not None:
                     progress(done[0], len(ids))
 
-        _run_chunks(run, len(chunks), max(1, min(parallel, self._backend.parallelism(), len(chunks))))
+        workers = max(1, min(parallel, self._backend.parallelism(), len(chunks)))
+        if workers == 1:
+            _run_chunks(run, len(chunks), 1)
+        else:  # helper workers 1..N, one thread each; worker 0 stays free to answer clicks
+            _run_chunks(lambda index, worker: run(index, worker + 1), len(chunks), workers)
         out = results[0]
         assert out is not None
         for part in results[1:]:
