@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -63,9 +64,69 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_batch(args: argparse.Namespace) -> bool:
+    """Batch mode: --out names a folder (or batch options are given) and no --rows selection."""
+    if args.rows or not args.out:
+        return False
+    batch_flags = args.workers or args.cluster or args.resume or args.sample or args.rows_per_task != 50_000
+    out = Path(args.out)
+    return bool(batch_flags) or out.is_dir() or (not out.suffix and "://" not in args.out) or "://" in args.data
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Explain every row on Dask, showing progress; Ctrl-C stops within one mini-batch (resume later)."""
+    import time
+
+    from core.batch import BatchJob
+    from core.batch_index import record_batch
+    from core.errors import CancelledError
+
+    job = BatchJob(
+        args.model,
+        args.data,
+        args.out,
+        workers=args.workers,
+        cluster=args.cluster,
+        rows_per_task=args.rows_per_task,
+        resume=args.resume,
+        sample=args.sample,
+        class_label=args.class_label,
+        output=args.output,
+        target=args.target,
+        trusted=args.trust,
+    )
+    try:
+        while job.progress().state == "running":
+            print(f"\r{job.progress().line()}   ", end="", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+        summary = job.result()
+    except KeyboardInterrupt:
+        print("\nmodellens: stopping the workers after their current mini-batch…", file=sys.stderr)
+        job.cancel()
+        with contextlib.suppress(CancelledError):
+            job.result(timeout=120)
+        print(
+            f"modellens: cancelled; finished files are kept: run again with --resume to finish {args.out}",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        job.close()
+    print(f"\r{job.progress().line()}   ", file=sys.stderr)
+    record_batch(summary, args.out)
+    print(
+        f"modellens: wrote {summary['rows_done']:,} rows to {args.out} (summary.json, {summary['tasks']} files)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Explain the selected rows and write them in the requested format."""
+    """Explain the selected rows and write them in the requested format (or a whole table in batch mode)."""
     from core.cli import parse_rows
+
+    if is_batch(args):
+        return run_batch(args)
 
     _, explainer = _prepare(args)
     expl = explainer.explain(parse_rows(args.rows), class_label=args.class_label)

@@ -42,7 +42,7 @@ class ModelHandle:
         with worker.lock:
             if not worker.alive or worker.info.get("loaded") != self.sha256:
                 worker.start()
-                self.card = worker.call(
+                worker.info["card"] = worker.call(
                     "load",
                     data=self.data,
                     filename=self.filename,
@@ -50,6 +50,7 @@ class ModelHandle:
                     max_bytes=self.settings.max_model_bytes,
                 )
                 worker.info["loaded"] = self.sha256
+            self.card = worker.info["card"]
         return worker
 
     def call(self, op: str, *, index: int = 0, **payload: Any) -> Any:
