@@ -29,6 +29,7 @@ from core.explanation import check_additivity
 from core.methods import (
     CatBoostNative,
     FastTree,
+    LightGBMKernel,
     LightGBMNative,
     LinearMethod,
     Method,
@@ -231,8 +232,9 @@ class Engine:
                 return ShapTree(est, output=out, task=task, background=numeric) if ok else None
             if family == "xgboost":
                 return self._xgboost(est, background)
-            native = {"lightgbm": LightGBMNative, "catboost": CatBoostNative}[family]
-            return native(est, task=task, n_threads=self.n_threads)
+            if family == "lightgbm":
+                return self._lightgbm(est)
+            return CatBoostNative(est, task=task, n_threads=self.n_threads)
         if family == "linear" and out != "probability":
             return LinearMethod(est, task=task, background=engineered_bg)
         return None
@@ -247,6 +249,17 @@ class Engine:
         except (UnsupportedBooster, UnsupportedModelError) as exc:
             self.notes.append(f"XGBoost's own contributions were used ({exc}).")
             return XGBoostNative(est, task=self.task, n_threads=self.n_threads)
+
+    def _lightgbm(self, est: Any) -> Method:
+        """LightGBM's trees through our kernel; its native contributions for what the reader does not handle."""
+        from core.treeshap import UnsupportedModelError
+        from core.xgb_trees import UnsupportedBooster
+
+        try:
+            return LightGBMKernel(est, task=self.task, n_threads=self.n_threads)
+        except (UnsupportedBooster, UnsupportedModelError) as exc:
+            self.notes.append(f"LightGBM's own contributions were used ({exc}).")
+            return LightGBMNative(est, task=self.task, n_threads=self.n_threads)
 
     def _tree_kernel(self, est: Any) -> Method | None:
         """ModelLens's TreeSHAP kernel; None for variants no exact tree method handles (categorical HGB)."""

@@ -261,3 +261,25 @@ def test_xgboost_early_stopping_uses_the_best_iteration():
     result = Engine(model, X.iloc[:100]).explain(X.iloc[2000:2200], np.arange(200))
     margin = model.predict(X.iloc[2000:2200], output_margin=True)
     assert np.max(np.abs(result.prediction[:, 0] - margin)) < 3e-5
+
+
+def test_lightgbm_trees_through_the_kernel_match_lightgbm_and_fall_back_when_unreadable():
+    import lightgbm as lgb
+
+    X, yb, ym, _ = zoo.numeric(n=1500)
+    X_test = X.iloc[1000:].copy()
+    X_test.iloc[::4, 2] = np.nan  # missing at predict time where training had none: LightGBM reads it as 0
+    for y in (yb, ym):
+        model = lgb.LGBMClassifier(n_estimators=60, verbose=-1, n_jobs=1).fit(X.iloc[:1000].fillna(0), y[:1000])
+        engine = Engine(model, X.iloc[:100])
+        assert "LightGBM's trees" in engine.method_name
+        ours = engine.explain(X_test, np.arange(len(X_test)))
+        contrib = model.predict(X_test, pred_contrib=True)
+        contrib = np.stack(contrib, 1) if isinstance(contrib, list) else contrib
+        native = np.asarray(contrib).reshape(len(X_test), -1, X.shape[1] + 1)
+        np.testing.assert_allclose(ours.values, np.moveaxis(native[:, :, :-1], 1, 2), atol=1e-10)
+    F, _, _ = zoo.tabular()
+    F = F.astype({"city": "category", "plan": "category"})
+    categorical = lgb.LGBMClassifier(n_estimators=20, verbose=-1).fit(F, (F["city"] == "Paris").astype(int))
+    engine = Engine(categorical, F.iloc[:50])
+    assert engine.method_name == "TreeSHAP (LightGBM native)" and any("categorical" in n for n in engine.notes)
