@@ -22,7 +22,7 @@ import pandas as pd
 from core.errors import CancelledError, EngineMissing, ExplanationError
 from core.explanation import Explanation
 
-__all__ = ["ExplainResult", "Explainer", "make_explainer", "sample_order"]
+__all__ = ["ExplainResult", "Explainer", "explainer_background", "make_explainer", "sample_order"]
 
 Progress = Callable[[int, int], None]
 BACKGROUND_ROWS = 100
@@ -321,9 +321,10 @@ class Explainer:
     :class:`~core.explanation.Explanation`; ``explain_all`` every class at once.
     """
 
-    def __init__(self, backend: Any, data: pd.DataFrame, *, seed: int = 0):
+    def __init__(self, backend: Any, data: pd.DataFrame, *, seed: int = 0, background: pd.DataFrame | None = None):
         self._backend = backend
         self.data = data.reset_index(drop=True)
+        self.background = background if background is not None else explainer_background(self.data, seed)
         info = backend.info
         self.method: str = info["method"]
         self.output: str = info["output"]
@@ -410,7 +411,11 @@ class Explainer:
 
     def _explain_chunk(self, ids: np.ndarray, worker: int = 0) -> ExplainResult:
         frame = self.data.iloc[ids].reset_index(drop=True)
-        out = self._backend.explain(frame, ids, worker)
+        return self.result_from(self._backend.explain(frame, ids, worker), ids)
+
+    def result_from(self, out: dict[str, Any], ids: np.ndarray) -> ExplainResult:
+        """An :class:`ExplainResult` from an engine's arrays for these row ids (workers, Dask tasks)."""
+        frame = self.data.iloc[ids].reset_index(drop=True)
         return ExplainResult(
             values=np.asarray(out["values"], dtype=np.float64),
             base=np.asarray(out["base"], dtype=np.float64),
@@ -491,6 +496,11 @@ def _run_chunks(run: Callable[[int, int], None], n_chunks: int, parallel: int) -
         raise failure[0]
 
 
+def explainer_background(data: pd.DataFrame, seed: int = 0, rows: int = BACKGROUND_ROWS) -> pd.DataFrame:
+    """The seeded background sample every explainer of this table uses (shared with Dask tasks)."""
+    return data.iloc[sample_order(len(data), seed)[:rows]].reset_index(drop=True)
+
+
 def make_explainer(
     model: Any,
     data: pd.DataFrame,
@@ -516,6 +526,6 @@ def make_explainer(
     if len(data) == 0:
         raise ExplanationError("The table has no rows to explain.")
     data = data.reset_index(drop=True)
-    background = data.iloc[sample_order(len(data), seed)[:background_rows]].reset_index(drop=True)
+    background = explainer_background(data, seed, background_rows)
     backend_type = _RemoteBackend if getattr(model, "handle", None) is not None else _LocalBackend
-    return Explainer(backend_type(model, background, output, n_threads, seed), data, seed=seed)
+    return Explainer(backend_type(model, background, output, n_threads, seed), data, seed=seed, background=background)

@@ -114,10 +114,13 @@ def current(*, progress: Any = None) -> Context:
     output = app.output if app.output in model.outputs else "auto"
     target = app.target
     explainer = loaders.explainer(model_key, data_key, target, output, model, aligned).unwrap()
-    job = loaders.job(model_key, data_key, target, output, explainer)
+    job = loaders.job(model_key, data_key, target, output, explainer, model)
     saved = src.saved_result
     if saved is not None and src.share is not None and src.share.settings.get("output") == explainer.output:
         job.adopt(ExplainResult.from_bytes(saved, aligned.frame))
+    batch = loaders.batch_result(model_key, data_key, aligned, model.task).value
+    if batch is not None and batch.output == explainer.output and _same_class(batch, model, app.class_label):
+        job.adopt(batch)
     job.run_sample(progress=progress)
     job.start_refinement()
     result = job.result
@@ -126,3 +129,11 @@ def current(*, progress: Any = None) -> Context:
     if model.classes and label is not None and not any(str(c) == str(label) for c in model.classes):
         label = None
     return Context(src, model, aligned, explainer, job, result, label, model_key, data_key)
+
+
+def _same_class(result: ExplainResult, model: LoadedModel, label: Any) -> bool:
+    """True when a one-class result (a batch run) explains the class the user is looking at."""
+    if not model.classes:
+        return True
+    wanted = label if label is not None else (model.classes[-1] if len(model.classes) == 2 else model.classes[0])
+    return result.classes is not None and str(result.classes[0]) == str(wanted)

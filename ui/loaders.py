@@ -115,9 +115,39 @@ def explainer(
 
 
 @st.cache_resource(show_spinner=False, max_entries=32, ttl=TTL)
-def job(model_digest: str, data_digest: str, target: str | None, output: str, _explainer: Explainer) -> ExplainJob:
-    """The progressive explanation of the whole table (sample first, then every row in the background)."""
-    return ExplainJob(_explainer, budget_seconds=settings().explain_budget_seconds)
+def job(
+    model_digest: str, data_digest: str, target: str | None, output: str, _explainer: Explainer, _model: LoadedModel
+) -> ExplainJob:
+    """The progressive explanation of the whole table (sample first, then every row in the background).
+
+    The background refinement runs on the Dask scheduler named by MODELLENS_DASK_SCHEDULER when there is
+    one, otherwise on extra workers of the model on this machine's cores.
+    """
+    refiner = None
+    address = settings().dask_scheduler
+    if address and _model.handle is not None:
+        from core.batch import DaskRefiner
+
+        handle = _model.handle
+        refiner = DaskRefiner(
+            address, _explainer, model=handle.data, model_name=handle.filename, trusted=handle.trusted
+        )
+    return ExplainJob(_explainer, budget_seconds=settings().explain_budget_seconds, refiner=refiner)
+
+
+@st.cache_resource(show_spinner="Reading the batch run's results…", max_entries=8, ttl=TTL)
+def batch_result(model_digest: str, data_digest: str, _aligned: Aligned, task: str) -> Outcome:
+    """A finished `modellens explain --out DIR` run for exactly this model and data file, as a result, if any."""
+    from core.batch import BatchResult, batch_explain_result
+    from core.batch_index import find_batch
+
+    folder = find_batch(model_digest, data_digest, settings())
+    if folder is None:
+        return Outcome(None)
+    result = BatchResult(folder)
+    total = int(result.summary["rows_total"])
+    table = result.rows(list(range(total))) if total <= 200_000 else result.sample(50_000)
+    return _attempt(batch_explain_result, result, _aligned.frame, table, task=task)
 
 
 @st.cache_resource(show_spinner="Scoring every row…", max_entries=32, ttl=TTL)

@@ -50,7 +50,7 @@ def render_sidebar(*, page: str = "") -> None:
         st.error(str(exc), icon=":material/error:")
         return
     bar.empty()
-    st.caption(f"Method: {render.md(ctx.explainer.method)}")
+    st.caption(f"Method: {render.md(ctx.result.method)}")
     _progress(ctx.job)
     if not ctx.read_only:
         _share_button(ctx, page)

@@ -239,3 +239,31 @@ def test_missing_or_unreadable_data_is_one_sentence(client, files, tmp_path):
     broken.write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match="Cannot read"):
         BatchJob(str(model_path), str(broken), str(tmp_path / "out2"), client=client)
+
+
+def test_dashboard_refinement_on_a_cluster_equals_the_local_one(client, files):
+    from core.batch import DaskRefiner
+    from core.explain import make_explainer
+    from core.jobs import ExplainJob
+
+    model_path, data_path, model = files["tree"]
+    frame = pd.read_csv(data_path).drop(columns="target")
+    explainer = make_explainer(model, frame)
+    local = ExplainJob(explainer, budget_seconds=1e-6, parallel=1)
+    local.run_sample()
+    local.start_refinement()
+    assert local.wait(120)
+    refiner = DaskRefiner(
+        client.scheduler.address,
+        explainer,
+        model=model_path.read_bytes(),
+        model_name="m.pkl",
+        trusted=False,
+        chunk_rows=97,
+    )
+    remote = ExplainJob(explainer, budget_seconds=1e-6, refiner=refiner)
+    remote.run_sample()
+    remote.start_refinement()
+    assert remote.wait(300) and remote.status().state == "done"
+    np.testing.assert_allclose(remote.result.values, local.result.values, atol=1e-12)
+    assert list(remote.result.row_ids) == list(range(600))
