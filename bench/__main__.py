@@ -12,6 +12,7 @@ SECTIONS = {
     "engine": "bench.engine",
     "foldback": "bench.foldback",
     "browser": "bench.browser",
+    "dask": "bench.dask_scaling",
 }
 
 

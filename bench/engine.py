@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import statistics
 import warnings
 
@@ -96,7 +97,7 @@ def run(*, quick: bool = False) -> None:
                         f"**{ours / rates['shap']:.1f}x**",
                         f"**{ours / fastest:.2f}x**",
                         f"{statistics.median(clicks) * 1000:.0f} ms",
-                        explainer.method.split(" on ")[0],
+                        re.sub(r" on \d+ engineered columns.*", "", explainer.method),
                         load(),
                     ]
                 )
