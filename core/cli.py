@@ -1,4 +1,4 @@
-"""The ``modellens`` command: serve the dashboard, inspect a model file, explain a table.
+"""The ``modellens`` command: serve the dashboard, inspect a model file, explain a table, manage runtimes.
 
 Exit status: 0 success, 2 usage error, 3 refused (unsafe) model, 4 missing dependency, 5 other model load
 error, 6 data error, 7 explanation or worker error.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core import errors
+from core import cli_runtime, errors
 
 __all__ = ["main", "parse_rows"]
 
@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default="")
     report.add_argument("--target", help="name of the target column, if the table has one")
     report.add_argument("--trust", action="store_true")
+    cli_runtime.add_parser(sub)
     return parser
 
 
@@ -122,7 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("MODELLENS_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     parser = _parser()
     args = parser.parse_args(argv)
-    handlers: dict[str | None, Any] = {"serve": _serve, "inspect": _inspect, "explain": _explain, "report": _report}
+    handlers: dict[str | None, Any] = {
+        "serve": _serve,
+        "inspect": _inspect,
+        "explain": _explain,
+        "report": _report,
+        "runtime": cli_runtime.run,
+    }
     if args.command is None:
         args.port, args.address = 8501, "127.0.0.1"
         return _serve(args)
@@ -134,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"modellens: no such file: {exc.filename}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("modellens: interrupted.", file=sys.stderr)
+        return 130
     finally:
         from core.worker import close_default_pool
 
