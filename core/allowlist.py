@@ -14,6 +14,7 @@ import re
 
 __all__ = [
     "AUTOML_CLASS_PREFIXES",
+    "AUTOML_GETATTR",
     "CLASS_PREFIXES",
     "CUSTOM_CODE_MODULES",
     "CYTHON_REDUCE_MODULES",
@@ -123,6 +124,12 @@ AUTOML_CLASS_PREFIXES: tuple[str, ...] = (
     "azureml.training.tabular.",
     "azureml.automl.core.",
     "sklearn_pandas.",
+)
+
+# The only ``builtins.getattr(Class, name)`` references real AutoML files hold: CountVectorizer's tokenizer.
+# A fetched function is called at predict time with the user's data, so each one is listed, never a pattern.
+AUTOML_GETATTR: frozenset[tuple[str, str, str]] = frozenset(
+    {("azureml.automl.runtime.featurization.data_transformer", "DataTransformer", "_wrap_in_lst")}
 )
 
 # Sub-packages that are never imported: side effects on import, file or network I/O, test code,

@@ -53,6 +53,7 @@ from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
 
 __all__ = [
     "Policy",
+    "automl_policy",
     "SafeLoadResult",
     "audit_object",
     "default_policy",
@@ -92,20 +93,46 @@ class Policy:
     Attributes:
         exact: ``(module, name) -> roles`` (see :mod:`core.allowlist`).
         class_prefixes: Packages whose real classes are allowed (``"sklearn."``).
-        allow_getattr: Allow ``builtins.getattr(AllowedClass, "name")`` resolving to a function defined on
-            that class (the shape Azure AutoML writes), and nothing else.
+        allow_getattr: Allow ``builtins.getattr(AllowedClass, "name")`` for the ``(module, class, name)``
+            triples in ``getattr_targets`` (the shape Azure AutoML writes), each resolving to a function
+            defined on that class, and nothing else.
+        getattr_targets: The permitted getattr references.
         max_bytes: Cap on the decompressed stream and on array payloads.
+        value_class_prefixes: Modules whose allowed classes may be stored as values (AutoML keeps
+            ``StandardScalerWrapper.cls = sklearn.preprocessing.StandardScaler``).
     """
 
     exact: dict = field(default_factory=lambda: dict(allowlist.EXACT))
     class_prefixes: tuple = allowlist.CLASS_PREFIXES
     allow_getattr: bool = False
+    getattr_targets: frozenset = frozenset()
     max_bytes: int = 1024 * 1024 * 1024
+    value_class_prefixes: tuple = ()
 
 
 def default_policy(max_bytes: int = 1024 * 1024 * 1024) -> Policy:
     """The policy for ordinary uploads (scikit-learn, XGBoost, LightGBM, CatBoost, joblib)."""
     return Policy(max_bytes=max_bytes)
+
+
+def automl_policy(max_bytes: int = 1024 * 1024 * 1024) -> Policy:
+    """The policy inside the Azure AutoML runtime worker.
+
+    The default list, plus real classes defined in the AutoML runtime's modules and sklearn_pandas, the pandas
+    timestamp helper, xgboost 1.x's label encoder, and ``builtins.getattr`` only as
+    ``getattr(AllowedClass, "plain_name")`` naming a function of that class.
+    """
+    exact = {**allowlist.EXACT, **allowlist.OPTIONAL_PANDAS}
+    exact[("builtins", "getattr")] = "R"
+    exact[("xgboost.compat", "XGBoostLabelEncoder")] = "C"
+    return Policy(
+        exact=exact,
+        class_prefixes=allowlist.AUTOML_CLASS_PREFIXES,
+        allow_getattr=True,
+        getattr_targets=allowlist.AUTOML_GETATTR,
+        max_bytes=max_bytes,
+        value_class_prefixes=("sklearn.preprocessing.",),
+    )
 
 
 @dataclass
@@ -469,8 +496,12 @@ class _Validators:
         owner, name = args
         _require(self.u.resolver.allowed_class(owner), "getattr on a non-allowed class")
         _require(name.isidentifier() and not name.startswith("__"), f"getattr of {name!r}")
+        target = (owner.__module__, owner.__qualname__, name)
+        _require(
+            target in self.u.policy.getattr_targets, f"getattr({owner.__qualname__}, {name!r}), not a known reference"
+        )
         member = owner.__dict__.get(name)
-        if isinstance(member, staticmethod):
+        if isinstance(member, (staticmethod, classmethod)):
             member = member.__func__
         _require(isinstance(member, types.FunctionType), f"getattr of {name!r}: not a function of the class")
         self.u.dynamic_functions.add(id(member))
@@ -718,6 +749,8 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             return True
         if id(func) in self.dynamic_functions:
             return True
+        if isinstance(func, types.MethodType) and id(func.__func__) in self.dynamic_functions:
+            return isinstance(func.__self__, type) and self.resolver.allowed_class(func.__self__)
         if isinstance(func, functools.partial):
             return self.is_pure_function(func.func) and all(_plain_tree(a) for a in func.args)
         key = (getattr(func, "__module__", None), getattr(func, "__name__", None))
@@ -1019,7 +1052,8 @@ def _is_custom_code(module: str) -> bool:
     if allowlist.CUSTOM_CODE_MODULES.match(module):
         return True
     top = module.split(".")[0]
-    return top not in allowlist.KNOWN_PACKAGES and top not in sys.stdlib_module_names and top != "__builtin__"
+    stdlib = getattr(sys, "stdlib_module_names", ())  # Python 3.10+; the 3.9 AutoML worker only misses the hint
+    return top not in allowlist.KNOWN_PACKAGES and top not in stdlib and top != "__builtin__"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1050,7 +1084,8 @@ def _children(obj: object, u: SafeUnpickler) -> list:
     if isinstance(obj, dict):
         return [*obj.keys(), *obj.values()]
     if isinstance(obj, type):
-        if not (u.resolver.value_allowed(obj) or _is_numpy_scalar_type(obj)):
+        value_class = obj.__module__.startswith(u.policy.value_class_prefixes) and u.resolver.allowed_class(obj)
+        if not (u.resolver.value_allowed(obj) or _is_numpy_scalar_type(obj) or value_class):
             u.resolver.refuse(f"class {_qualname(obj)} stored as a value", "only data types may be stored")
         return []
     if isinstance(obj, functools.partial):

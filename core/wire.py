@@ -141,8 +141,8 @@ def _frame_from(ref: dict, blobs: list[bytes]) -> Any:
         elif kind == "datetime":
             values = pd.to_datetime(_from_plain(col["values"], blobs).astype("datetime64[ns]"))
             data[col["name"]] = values.tz_localize(col["tz"]) if col["tz"] else values
-        elif kind == "object":
-            data[col["name"]] = pd.array(col["values"], dtype=object)
+        elif kind == "object":  # a missing value arrives as NaN, as pandas' CSV reader gives it (not None)
+            data[col["name"]] = pd.array([np.nan if v is None else v for v in col["values"]], dtype=object)
         else:
             data[col["name"]] = _from_plain(col["values"], blobs)
     frame = pd.DataFrame(data, index=pd.RangeIndex(ref["n"]))

@@ -14,6 +14,7 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["main"]
@@ -71,17 +72,17 @@ def _error_reply(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    """Serve requests until stdin closes."""
+def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], Any], info: Callable[[], Any]) -> None:
+    """The request loop shared by every worker kind (this one, and the Azure AutoML runtime's)."""
     _set_memory_limit()
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # library prints must not corrupt the protocol
     sys.stdout = sys.stderr
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s worker %(levelname)s %(message)s")
-    from core import wire, worker_ops
+    from core import wire
 
-    worker_ops.warm_up()
-    wire.write_message(protocol_out, {"ok": True, "result": worker_ops.runtime_info()})
+    warm_up()
+    wire.write_message(protocol_out, {"ok": True, "result": info()})
     state = WorkerState()
     cpu_budget = int(os.environ.get("MODELLENS_WORKER_CPU_SECONDS", "600") or 600)
     stdin = sys.stdin.buffer
@@ -93,7 +94,7 @@ def main() -> None:
         _limit_cpu(cpu_budget)
         started = time.perf_counter()
         try:
-            reply: dict[str, Any] = {"ok": True, "result": _handle(state, request)}
+            reply: dict[str, Any] = {"ok": True, "result": handle(state, request)}
         except MemoryError:
             reply = {"ok": False, "error": "WorkerError", "message": "The model ran out of memory in its worker."}
             wire.write_message(protocol_out, reply)
@@ -102,6 +103,13 @@ def main() -> None:
             reply = _error_reply(exc)
         log.debug("request took %.3fs", time.perf_counter() - started)
         wire.write_message(protocol_out, reply)
+
+
+def main() -> None:
+    """Serve requests until stdin closes."""
+    from core import worker_ops
+
+    serve(_handle, worker_ops.warm_up, worker_ops.runtime_info)
 
 
 if __name__ == "__main__":
