@@ -96,8 +96,12 @@ def builders() -> dict[str, Callable[[], tuple[Any, Any]]]:
         "lgbm_clf": lambda: fit(lgb.LGBMClassifier(n_estimators=30, verbose=-1, n_jobs=1), X, yb),
         "lgbm_multi": lambda: fit(lgb.LGBMClassifier(n_estimators=20, verbose=-1, n_jobs=1), X, ym),
         "lgbm_reg": lambda: fit(lgb.LGBMRegressor(n_estimators=30, verbose=-1, n_jobs=1), X, yr),
-        "catboost_clf": lambda: fit(catboost.CatBoostClassifier(iterations=30, verbose=0, thread_count=1), X, yb),
-        "catboost_reg": lambda: fit(catboost.CatBoostRegressor(iterations=30, verbose=0, thread_count=1), X, yr),
+        "catboost_clf": lambda: fit(
+            catboost.CatBoostClassifier(iterations=30, verbose=0, thread_count=1, allow_writing_files=False), X, yb
+        ),
+        "catboost_reg": lambda: fit(
+            catboost.CatBoostRegressor(iterations=30, verbose=0, thread_count=1, allow_writing_files=False), X, yr
+        ),
         "logreg": lambda: fit(make_pipeline(StandardScaler(), linear_model.LogisticRegression()), Xf, yb),
         "logreg_multi": lambda: fit(linear_model.LogisticRegression(max_iter=500), Xf, ym),
         "ridge": lambda: fit(linear_model.Ridge(), Xf, yr),
