@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import CancelledError, DataError, ModelLensError
+from core.errors import CancelledError, DataError, MissingDependencyError, ModelLensError
 
 __all__ = ["BatchJob", "BatchProgress", "BatchResult", "data_fingerprint", "explain_task"]
 
@@ -121,16 +121,35 @@ def open_table(url: str, storage_options: dict[str, Any] | None = None) -> Any:
 _ENGINES: dict[str, Any] = {}  # per worker process: models are loaded once, by sha256 + settings
 
 
-def _engine(model: bytes, model_name: str, trusted: bool, background: pd.DataFrame, output: str, seed: int) -> Any:
+def _engine(spec: dict[str, Any]) -> Any:
     from core import model_io
     from core.engine import Engine
 
+    model, background, output, seed = spec["model"], spec["background"], spec["output"], spec["seed"]
     key = hashlib.sha256(model).hexdigest() + f"|{output}|{seed}|" + str(pd.util.hash_pandas_object(background).sum())
     engine = _ENGINES.get(key)
     if engine is None:
-        obj, _ = model_io.read_model(model, model_name, trusted=trusted)
+        if spec.get("automl"):  # an Azure AutoML model: this Dask worker starts its own runtime worker
+            obj = _automl_model(spec)
+        else:
+            obj, _ = model_io.read_model(model, spec["model_name"], trusted=spec["trusted"])
         engine = _ENGINES[key] = Engine(obj, background, output=output, n_threads=1, seed=seed)
     return engine
+
+
+def _automl_model(spec: dict[str, Any]) -> Any:
+    from core import automl, runtimes
+
+    record = runtimes.get_runtime(runtimes.runtimes_root(), spec["automl"])
+    if record is None:
+        raise MissingDependencyError(
+            f"This Dask worker has no Azure AutoML runtime: run `modellens runtime install azureml-automl "
+            f"--version {spec['automl']}` on every worker (or set MODELLENS_RUNTIMES to a shared folder).",
+            package="azureml-automl-runtime",
+        )
+    return automl.open_model(
+        spec["model"], spec["model_name"], python=str(record.python_executable), trusted=spec["trusted"]
+    )
 
 
 def _class_column(engine: Any, class_label: Any) -> tuple[int, bool]:
@@ -158,9 +177,7 @@ def explain_task(part: pd.DataFrame, **spec: Any) -> dict[str, Any]:
     from core.align import align
 
     start_time = time.perf_counter()
-    engine = _engine(
-        spec["model"], spec["model_name"], spec["trusted"], spec["background"], spec["output"], spec["seed"]
-    )
+    engine = _engine(spec)
     frame = align(SimpleNamespace(**spec["card"]), part.reset_index(drop=True), target=spec["target"]).frame
     row_ids = spec["first_row"] + np.arange(len(frame), dtype=np.int64)
     if spec["sample"] is not None:
@@ -372,6 +389,8 @@ class BatchJob:
 
         self.model_sha = hashlib.sha256(self.model_bytes).hexdigest()
         card = load_model(self.model_bytes, self.model_name, trusted=self.trusted)  # safe loader, in a worker
+        automl = card.handle.automl if card.handle is not None else None
+        self.automl = automl.version if automl is not None else None
         self.card = {
             k: v
             for k, v in card.card().items()
@@ -492,6 +511,7 @@ class BatchJob:
             "model": self.model_bytes,
             "model_name": self.model_name,
             "trusted": self.trusted,
+            "automl": self.automl,
             "card": self.card,
             "background": self.background,
             "output": self.settings["output"],
@@ -679,9 +699,7 @@ class BatchResult:
 
 def explain_rows_task(frame: pd.DataFrame, row_ids: np.ndarray, **spec: Any) -> dict[str, Any]:
     """Explain rows for the dashboard on a Dask worker: every class's arrays (the same engine as its own workers)."""
-    engine = _engine(
-        spec["model"], spec["model_name"], spec["trusted"], spec["background"], spec["output"], spec["seed"]
-    )
+    engine = _engine(spec)
     cancel = _cancel_event(spec.get("cancel"))
     if cancel is not None and cancel.is_set():
         raise CancelledError("cancelled")
@@ -702,13 +720,22 @@ class DaskRefiner:
     """
 
     def __init__(
-        self, address: str, explainer: Any, *, model: bytes, model_name: str, trusted: bool, chunk_rows: int = 2_000
+        self,
+        address: str,
+        explainer: Any,
+        *,
+        model: bytes,
+        model_name: str,
+        trusted: bool,
+        automl: str | None = None,
+        chunk_rows: int = 2_000,
     ):
         self.address, self.explainer, self.chunk_rows = address, explainer, chunk_rows
         self.spec = {
             "model": model,
             "model_name": model_name,
             "trusted": trusted,
+            "automl": automl,
             "background": explainer.background,
             "output": explainer.output,
             "seed": explainer.seed,

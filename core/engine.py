@@ -56,12 +56,14 @@ class EngineResult:
         base: (n, K) base values.
         prediction: (n, K) model output in the engine's units.
         engineered: (n, F_eng, K) contributions on engineered columns, when the pipeline was folded.
+        engineered_data: (n, F_eng) the engineered rows themselves, when a method computed them anyway.
     """
 
     values: np.ndarray
     base: np.ndarray
     prediction: np.ndarray
     engineered: np.ndarray | None = None
+    engineered_data: np.ndarray | None = None
 
 
 def available_outputs(model: Any) -> list[str]:
@@ -186,6 +188,10 @@ class Engine:
         self.to_input = InputAdapter(model)
         self.n_threads, self.seed = n_threads, seed
         self.notes: list[str] = []
+        if getattr(model, "is_automl", False) and not agnostic:
+            self.plan, self.method = None, self._automl(background)
+            self.folded = False
+            return
         self.plan = self._plan(background)
         self.method = self._agnostic(background) if agnostic else self._choose(background)
         self.folded = not isinstance(self.method, PermutationMethod) and not self.plan.is_identity
@@ -271,6 +277,19 @@ class Engine:
             self.notes.append(f"{type(est).__name__}: {exc}")
             return None
 
+    def _automl(self, background: pd.DataFrame) -> Method:
+        """An Azure AutoML ensemble: members explained exactly where they can be, in its runtime worker."""
+        from core.automl import AutoMLEnsemble
+
+        bg = background.head(PERMUTATION_BACKGROUND).reset_index(drop=True)
+        method = AutoMLEnsemble(self.model, background=bg, output=self.output, seed=self.seed)
+        if method.agnostic is not None:
+            self.notes.append(
+                "Some ensemble members read several columns at once (a row normaliser) or have no exact method "
+                "in these units: their part is explained on raw columns by " + method.agnostic.name + "."
+            )
+        return method
+
     def _agnostic(self, background: pd.DataFrame) -> PermutationMethod:
         self.plan = None
         predict = output_function(self.model, self.output, self.task)
@@ -296,7 +315,9 @@ class Engine:
 
     @property
     def engineered_names(self) -> list[str] | None:
-        """Engineered column names when the pipeline was folded."""
+        """Engineered column names when the pipeline was folded (or every AutoML member was explained on them)."""
+        if getattr(self.method, "engineered_available", False):
+            return list(self.model.card["engineered_names"])
         return list(self.plan.engineered_names) if self.folded and self.plan is not None else None
 
     @property
@@ -313,6 +334,11 @@ class Engine:
         if isinstance(self.method, PermutationMethod):
             values, base, pred = self.method.explain(frame.reset_index(drop=True), row_ids)
             result = EngineResult(values, base, pred)
+        elif getattr(self.model, "is_automl", False):
+            values, base, pred = self.method.explain(frame.reset_index(drop=True), row_ids)
+            engineered = self.method.last_engineered
+            data = self.method.last_engineered_data if engineered is not None else None
+            result = EngineResult(values, base, pred, engineered, data)
         else:
             values, base, pred = self.method.explain(self._engineer(frame))
             folded = self.plan.fold(values) if self.folded and self.plan is not None else values

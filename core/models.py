@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import model_io
+from core import model_io, runtimes
 from core.config import Settings
 from core.errors import MissingDependencyError, ModelLoadError
 from core.worker import ModelWorker, WorkerPool, default_pool
@@ -28,8 +28,19 @@ class ModelHandle:
     a crash or an idle reap) can load the model again transparently.
     """
 
-    def __init__(self, data: bytes, filename: str, *, trusted: bool, pool: WorkerPool, settings: Settings):
+    def __init__(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        trusted: bool,
+        pool: WorkerPool,
+        settings: Settings,
+        automl: runtimes.RuntimeRecord | None = None,
+    ):
         self.data, self.filename, self.trusted = data, filename, trusted
+        self.automl = automl  # the Azure AutoML runtime the model runs in, if it is one
+        self.automl_python = str(automl.python_executable) if automl else None
         self.sha256 = model_io.sha256_of(data)
         self.pool, self.settings = pool, settings
         self.key = (self.sha256, "trusted" if trusted else "safe", "main")
@@ -48,6 +59,7 @@ class ModelHandle:
                     filename=self.filename,
                     trusted=self.trusted,
                     max_bytes=self.settings.max_model_bytes,
+                    automl_python=self.automl_python,
                 )
                 worker.info["loaded"] = self.sha256
             self.card = worker.info["card"]
@@ -79,6 +91,10 @@ class LoadedModel:
         outputs: Units it can be explained in, the default first.
         notices: Things the user should know (version skew, trusted load, ...).
         trusted: Loaded with the plain unpickler (``--trust``).
+        container: ``file``, ``mlflow-zip`` or ``automl-zip``.
+        runtime: The Python and library versions of the worker that holds the model.
+        automl: For Azure AutoML models: ``members`` (name, algorithm, steps, weight), ``featurization``
+            (AutoML's summary: detected type and transformations per raw column) and ``engineered_names``.
     """
 
     sha256: str
@@ -99,6 +115,7 @@ class LoadedModel:
     trusted: bool = False
     container: str = "file"
     runtime: dict[str, Any] = field(default_factory=dict)
+    automl: dict[str, Any] | None = None
     handle: ModelHandle | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -124,12 +141,40 @@ class LoadedModel:
             trusted=bool(card.get("trusted")),
             container=card.get("container", "file"),
             runtime=dict(card.get("runtime") or {}),
+            automl=_automl_details(card),
             handle=handle,
         )
 
     def card(self) -> dict[str, Any]:
         """The model card as JSON-ready plain data."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "handle"}
+
+    def automl_tables(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """For an Azure AutoML model, the card's two tables as rows: ensemble members, and AutoML's featurization.
+
+        Both are empty for other models.
+        """
+        details = self.automl or {}
+        members = [
+            {
+                "member": str(m["name"]),
+                "model": str(m["algorithm"]),
+                "preprocessing": " → ".join(m["steps"][:-1]) or "—",
+                "weight": round(float(m["weight"]), 4),
+            }
+            for m in details.get("members") or []
+        ]
+        featurization = [
+            {
+                "column": str(row.get("RawFeatureName", "")),
+                "detected type": str(row.get("TypeDetected", "")),
+                "dropped": str(row.get("Dropped", "")),
+                "engineered columns": int(row.get("EngineeredFeatureCount") or 0),
+                "transformations": ", ".join(map(str, row.get("Transformations") or [])) or "—",
+            }
+            for row in details.get("featurization") or []
+        ]
+        return members, featurization
 
     @property
     def is_classifier(self) -> bool:
@@ -141,6 +186,12 @@ class LoadedModel:
         if self.handle is None:
             raise ModelLoadError("This model card has no worker attached; load the model again.")
         return np.asarray(self.handle.call("predict", frame=frame, output=output or self.outputs[0]))
+
+
+def _automl_details(card: dict[str, Any]) -> dict[str, Any] | None:
+    if card.get("library") != "Azure AutoML":
+        return None
+    return {key: card.get(key) for key in ("members", "featurization", "engineered_names", "detected_types")}
 
 
 def load_model(
@@ -168,18 +219,66 @@ def load_model(
     """
     settings = settings or Settings.from_env()
     info = model_io.inspect_upload(data, filename, max_bytes=settings.max_model_bytes)
-    if info.automl:
-        raise _automl_unavailable(info)
-    handle = ModelHandle(data, filename, trusted=trusted, pool=pool or default_pool(), settings=settings)
+    runtime = _automl_runtime(info, settings) if info.automl else None
+    handle = ModelHandle(
+        data,
+        filename,
+        trusted=trusted,
+        pool=pool or default_pool(),
+        settings=settings,
+        automl=runtime,
+    )
     handle.worker(0)
-    return LoadedModel.from_card(handle.card, handle)
+    card = handle.card
+    if runtime is not None:
+        card = {**card, "notices": [*_automl_notices(info, runtime), *card.get("notices", [])]}
+    return LoadedModel.from_card(card, handle)
+
+
+def _automl_runtime(info: model_io.UploadInfo, settings: Settings) -> runtimes.RuntimeRecord:
+    """The installed AutoML runtime for this upload (its trained version, else the nearest installed)."""
+    record = runtimes.get_runtime(runtimes.runtimes_root(settings), info.automl_runtime)
+    if record is None:
+        raise _automl_unavailable(info)
+    return record
+
+
+def _automl_notices(info: model_io.UploadInfo, runtime: runtimes.RuntimeRecord) -> list[str]:
+    notices = [
+        f"Azure AutoML model (runtime {runtime.version}, Python {runtime.python_version}) — explained in the AutoML "
+        "runtime, in its own worker; only plain data reaches the dashboard."
+    ]
+    trained = info.automl_runtime
+    if not trained:
+        notices.append(
+            "The upload does not say which AutoML version trained it (upload the output zip with its conda file "
+            f"to be sure); runtime {runtime.version} was used."
+        )
+        return notices
+    known = runtimes.nearest_known(trained)
+    if trained.split(".")[:2] != known.split(".")[:2]:
+        notices.append(
+            f"AutoML {trained} is not a version ModelLens knows ({', '.join(runtimes.KNOWN_VERSIONS)}); the nearest "
+            f"installed runtime, {runtime.version}, was used. Its predictions are checked against the model."
+        )
+    elif known != runtime.version:
+        notices.append(
+            f"Trained with AutoML {trained}; the nearest installed runtime is {runtime.version}. Predictions are "
+            f"checked against the model, but `modellens runtime install azureml-automl --version {known}` "
+            "matches it exactly."
+        )
+    return notices
 
 
 def _automl_unavailable(info: model_io.UploadInfo) -> MissingDependencyError:
     version = info.automl_runtime
+    trained = f" (trained with AutoML {version}" + (
+        f", Python {info.pins['python']})" if "python" in info.pins else ")"
+    )
     return MissingDependencyError(
-        "This is an Azure AutoML model; it needs the AutoML runtime, which is not installed: run "
-        f"`modellens runtime install azureml-automl{' --version ' + version if version else ''}`.",
+        f"This is an Azure AutoML model{trained if version else ''}; it needs the AutoML runtime, which is not "
+        f"installed: run `modellens runtime install azureml-automl --version {runtimes.nearest_known(version)}` "
+        "(once, 1–4 minutes), then upload it again.",
         package="azureml-automl-runtime",
         trained_version=version,
     )

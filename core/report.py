@@ -56,7 +56,13 @@ def _card_rows(card: dict[str, Any]) -> str:
         if isinstance(value, (list, tuple)):
             value = ", ".join(map(str, value))
         rows.append(f"<tr><td>{_e(label)}</td><td>{_e(value)}</td></tr>")
-    for step in card.get("steps") or ():
+    automl = card.get("automl") or {}
+    for member in automl.get("members") or ():  # an Azure AutoML ensemble: its members instead of two steps
+        steps = " → ".join(map(str, member.get("steps") or ()))
+        rows.append(
+            f"<tr><td>member {_e(member.get('name'))}</td><td>{_e(steps)}, weight {member['weight']:.3f}</td></tr>"
+        )
+    for step in () if automl else card.get("steps") or ():
         detail = f"{step.get('class')} {step.get('detail', '')}".strip()
         rows.append(f"<tr><td>step {_e(step.get('name'))}</td><td>{_e(detail)}</td></tr>")
     return "\n".join(rows)

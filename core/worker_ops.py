@@ -62,10 +62,23 @@ def op_ping(state: Any) -> str:
     return "pong"
 
 
-def op_load(state: Any, data: bytes, filename: str, trusted: bool = False, max_bytes: int = 1024**3) -> dict[str, Any]:
-    """Load the upload (safe loader unless trusted) and describe it."""
+def op_load(
+    state: Any,
+    data: bytes,
+    filename: str,
+    trusted: bool = False,
+    max_bytes: int = 1024**3,
+    automl_python: str | None = None,
+) -> dict[str, Any]:
+    """Load the upload (safe loader unless trusted) and describe it.
+
+    ``automl_python``: the Azure AutoML runtime's interpreter; the model is then loaded in a runtime worker
+    started from here, and this worker holds its stand-in (:class:`core.automl.AutoMLModel`).
+    """
     from core.engine import available_outputs
 
+    if automl_python:
+        return _load_automl(state, data, filename, trusted, max_bytes, automl_python)
     policy = safe_pickle.default_policy(max_bytes)
     obj, facts = model_io.read_model(data, filename, trusted=trusted, policy=policy)
     if not callable(getattr(obj, "predict", None)):
@@ -85,6 +98,29 @@ def op_load(state: Any, data: bytes, filename: str, trusted: bool = False, max_b
         runtime=runtime_info(),
     )
     state.model, state.card, state.engines = obj, card, {}
+    return card
+
+
+def _load_automl(state: Any, data: bytes, filename: str, trusted: bool, max_bytes: int, python: str) -> dict[str, Any]:
+    from core import automl
+
+    info = model_io.inspect_upload(data, filename, max_bytes=max_bytes)
+    model = automl.open_model(data, filename, python=python, trusted=trusted, max_bytes=max_bytes)
+    card = dict(model.card)
+    card.update(
+        format=info.format,
+        container=info.container,
+        protocol=None,
+        notices=[],
+        outputs=["raw"] if card["task"] == "regression" else ["probability"],
+        sha256=model_io.sha256_of(data),
+        filename=filename,
+        trusted=trusted,
+        runtime={**model.worker.info, "engine": runtime_info()},
+    )
+    if state.model is not None and hasattr(state.model, "close"):
+        state.model.close()
+    state.model, state.card, state.engines = model, card, {}
     return card
 
 
@@ -137,8 +173,8 @@ def op_explain(state: Any, key: str, frame: pd.DataFrame, row_ids: np.ndarray) -
     """Contributions for aligned raw rows, all classes."""
     engine = _engine(state, key)
     result = engine.explain(frame, row_ids)
-    engineered_data = None
-    if result.engineered is not None:
+    engineered_data = result.engineered_data
+    if result.engineered is not None and engineered_data is None:
         X = engine._engineer(frame)
         engineered_data = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
     return {

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from core import runtimes
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -35,6 +38,39 @@ def pool(settings):
     pool = WorkerPool(settings)
     yield pool
     pool.close()
+
+
+# -- Azure AutoML: the installed runtime and real AutoML models built in it (see tests/automl) ----------------
+AUTOML_BUILDER = ROOT / "tests" / "automl" / "build_models.py"
+AUTOML_NAMES = ("binary_int", "multiclass_str", "regression", "binary_dense", "binary_trees")
+
+
+def automl_root() -> Path:
+    """Where the tests look for the AutoML runtime: MODELLENS_RUNTIMES, else ModelLens's default folder."""
+    return Path(os.environ.get("MODELLENS_RUNTIMES") or Path.home() / ".modellens" / "runtimes").expanduser()
+
+
+@pytest.fixture(scope="session")
+def automl_runtime() -> runtimes.RuntimeRecord:
+    record = runtimes.get_runtime(automl_root(), runtimes.DEFAULT_VERSION)
+    if record is None:
+        pytest.fail(
+            f"No Azure AutoML runtime in {automl_root()}: run `make automl-runtime` (Python 3.10 needed; about 3 minutes "
+            "once), or point MODELLENS_RUNTIMES at an installed one."
+        )
+    return record
+
+
+@pytest.fixture(scope="session")
+def automl_models(automl_runtime: runtimes.RuntimeRecord, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("automl-models")
+    built = subprocess.run(
+        [str(automl_runtime.python_executable), str(AUTOML_BUILDER), str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    return {name: out / name for name in AUTOML_NAMES}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -130,7 +130,12 @@ def job(
 
         handle = _model.handle
         refiner = DaskRefiner(
-            address, _explainer, model=handle.data, model_name=handle.filename, trusted=handle.trusted
+            address,
+            _explainer,
+            model=handle.data,
+            model_name=handle.filename,
+            trusted=handle.trusted,
+            automl=handle.automl.version if handle.automl else None,
         )
     return ExplainJob(_explainer, budget_seconds=settings().explain_budget_seconds, refiner=refiner)
 

@@ -50,6 +50,13 @@ def model_card(model: LoadedModel, *, compact: bool = False) -> None:
     st.caption(f"{n} input {named} · file {md(model.filename)} ({md(model.format)}) · sha256 {model.sha256[:12]}…")
     if compact:
         return
+    if model.automl:
+        members, featurization = model.automl_tables()
+        st.markdown("**Ensemble members** (each explained on its own, then weighted)")
+        st.table(members)
+        st.markdown("**Featurization** (Azure AutoML's own summary)")
+        st.table(featurization)
+        return
     if len(model.steps) > 1 or model.steps[0].get("detail"):
         st.table([{"step": s["name"], "class": s["class"], "details": s.get("detail", "")} for s in model.steps])
 

@@ -47,9 +47,14 @@ def test_inspect_prints_the_model_card(files):
 
 @pytest.mark.parametrize(
     ("name", "code", "text"),
-    [("evil.pkl", 3, "posix.system"), ("automl.pkl", 4, "azureml"), ("broken.pkl", 5, "truncated or damaged")],
+    [
+        ("evil.pkl", 3, "posix.system"),
+        ("automl.pkl", 4, "modellens runtime install azureml-automl"),
+        ("broken.pkl", 5, "truncated or damaged"),
+    ],
 )
-def test_inspect_exit_status(files, name, code, text):
+def test_inspect_exit_status(files, name, code, text, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELLENS_RUNTIMES", str(tmp_path))  # no AutoML runtime: exit 4 with the install command
     out = run("inspect", str(files / name))
     assert out.returncode == code, out.stderr
     assert text in out.stderr and "Traceback" not in out.stderr

@@ -102,8 +102,10 @@ def test_mlflow_zip_with_pins_reports_version_skew(pool, models):
     assert any("Trained with scikit-learn 1.3.0" in n for n in loaded.notices)
 
 
-def test_automl_model_without_runtime_gives_the_install_command(pool):
+def test_automl_model_without_runtime_gives_the_install_command(pool, tmp_path, monkeypatch):
     from tests.core.attacks import _s
+
+    monkeypatch.setenv("MODELLENS_RUNTIMES", str(tmp_path))  # no runtime installed there
 
     pickled = _s("azureml.training.tabular.models.pipeline_with_ytransformations") + _s("PipelineWithYTransformations")
     data = _zip(
@@ -113,7 +115,9 @@ def test_automl_model_without_runtime_gives_the_install_command(pool):
         }
     )
     with pytest.raises(
-        MissingDependencyError, match="modellens runtime install azureml-automl --version 1.62.0"
+        MissingDependencyError,
+        match=r"\(trained with AutoML 1\.62\.0, Python 3\.10\).*`modellens runtime install azureml-automl --version "
+        r"1\.62\.0`",
     ) as info:
         load_model(data, "automl.zip", pool=pool)
     assert info.value.trained_version == "1.62.0"

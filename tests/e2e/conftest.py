@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, automl_root
 from tests.core import zoo
 
 CHROMIUM = "/usr/bin/chromium"
@@ -90,7 +90,7 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("e2e-home")
-    srv = Server(home)
+    srv = Server(home, {"MODELLENS_RUNTIMES": str(automl_root())})  # uploads of AutoML models find the runtime
     yield srv
     srv.stop()
 
