@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# Where Azure AutoML runtimes live (ModelLens's default; the tests use the same one)
+export MODELLENS_RUNTIMES ?= $(HOME)/.modellens/runtimes
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint pytest test-fast bench chromium clean
+.PHONY: help run test lint pytest test-fast bench chromium automl-runtime clean
 
 help: ## Show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(VENV)/.deps: requirements.txt constraints.txt scripts/install.sh
 	PYTHON=$(PYTHON) sh scripts/install.sh deps
@@ -23,7 +25,7 @@ $(VENV)/.project: $(VENV)/.deps pyproject.toml
 	sh scripts/install.sh project
 	touch $@
 
-run: $(VENV)/.project ## Start the dashboard on http://localhost:$(PORT) (built-in demo until you upload)
+run: $(VENV)/.project ## Start the dashboard on http://localhost:8501 (PORT=n for another; demo until you upload)
 	$(BIN)/modellens serve --port $(PORT)
 
 chromium: ## Install Debian's Chromium for the browser tests if it is missing
@@ -31,12 +33,18 @@ chromium: ## Install Debian's Chromium for the browser tests if it is missing
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
 
+automl-runtime: $(VENV)/.project ## Install the Azure AutoML runtime (Python 3.10; ~3 min once) for AutoML models
+	@command -v cmake >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y cmake g++; }
+	$(BIN)/modellens runtime install azureml-automl
+
 lint: $(VENV)/.dev ## ruff check, ruff format --check, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
-pytest: $(VENV)/.dev $(VENV)/.project chromium ## Run the whole pytest suite (unit, AppTest, browser)
+pytest: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## Run the whole pytest suite (unit, AppTest, AutoML, browser)
 	$(BIN)/python -m pytest -q
 
 test: lint pytest ## Everything CI runs: lint + the whole test suite

@@ -13,6 +13,7 @@ SECTIONS = {
     "foldback": "bench.foldback",
     "browser": "bench.browser",
     "dask": "bench.dask_scaling",
+    "automl": "bench.automl",
 }
 
 
