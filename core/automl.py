@@ -19,6 +19,7 @@ Shapley values are linear in the model, so the weighted sum is the ensemble's ex
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 import warnings
 from typing import Any
@@ -265,7 +266,7 @@ class _GroupPermutation(PermutationMethod):
             idx = list(range(start, min(n, start + step)))
             v = self.owner.worker.call(
                 "coalitions", rows=rows, background=self.owner._name("background"), positions=idx,
-                masks=[masks[i] for i in idx], members=self.members, weights=self.weights,
+                masks=[masks[i] for i in idx], members=self.members, weights=self.weights, threads=self.owner.threads,
             )  # fmt: skip
             for local, i in enumerate(idx):
                 values[i] = self._combine(masks[i], np.asarray(v[local]), prediction[i])
@@ -280,12 +281,16 @@ class AutoMLEnsemble(Method):
         background: Aligned raw rows, the one background every member is explained against.
         output: ``probability`` (classifiers) or ``raw`` (regressors).
         seed: Seed of the permutation explainer (each row also uses its row id).
+        n_threads: Threads for the members' predictions in the runtime (None: all cores).
     """
 
     binary_single = False
 
-    def __init__(self, model: AutoMLModel, *, background: pd.DataFrame, output: str, seed: int = 0):
+    def __init__(
+        self, model: AutoMLModel, *, background: pd.DataFrame, output: str, seed: int = 0, n_threads: int | None = None
+    ):
         self.model, self.worker, self.output = model, model.worker, output
+        self.threads = int(n_threads or os.cpu_count() or 1)  # for the members' predictions in the runtime
         card = model.card
         self.token = uuid.uuid4().hex[:12]  # names this explainer's matrices in the runtime worker
         self.sources = np.asarray(card["engineered_sources"], dtype=np.int64)

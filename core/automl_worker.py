@@ -63,12 +63,17 @@ class Model:
         self.kept: dict[str, Any] = {}  # engineered matrices by name (each explainer's background, its rows)
 
     # -- model outputs ---------------------------------------------------------------------------------
-    def member_output(self, index: int, Xt: Any) -> np.ndarray:
-        """Member ``index`` on engineered rows: probabilities in the ensemble's class order, or predictions."""
+    def member_output(self, index: int, Xt: Any, threads: int = 0) -> np.ndarray:
+        """Member ``index`` on engineered rows: probabilities in the ensemble's class order, or predictions.
+
+        ``threads`` > 1 lets a LightGBM member predict on that many threads (its wrapper's output is its
+        model's, row by row, so the numbers do not change; AutoML trains them with one thread).
+        """
         member = self.members[index]
+        method = "predict" if self.task == "regression" else "predict_proba"
         if self.task == "regression":
-            return np.asarray(member.predict(Xt), dtype=np.float64).reshape(-1, 1)
-        proba = np.asarray(member.predict_proba(Xt), dtype=np.float64)
+            return np.asarray(_call(member, Xt, method, threads), dtype=np.float64).reshape(-1, 1)
+        proba = np.asarray(_call(member, Xt, method, threads), dtype=np.float64)
         member_classes = list(getattr(member, "classes_", self.ensemble_classes))
         if member_classes == self.ensemble_classes:
             return proba
@@ -87,6 +92,16 @@ class Model:
             return np.asarray(self.obj.predict(frame), dtype=np.float64).reshape(-1, 1)
         proba = self.obj.predict_proba(frame)
         return np.asarray(getattr(proba, "values", proba), dtype=np.float64)
+
+
+def _call(member: Any, Xt: Any, method: str, threads: int) -> Any:
+    steps = getattr(member, "steps", None)
+    final = steps[-1][1] if steps else member
+    inner = getattr(final, "model", None)
+    if threads > 1 and inner is not None and type(inner).__module__.startswith("lightgbm"):
+        Xs = member[:-1].transform(Xt) if steps and len(steps) > 1 else Xt
+        return getattr(inner, method)(Xs, num_threads=threads)
+    return getattr(member, method)(Xt)
 
 
 def _plain(value: Any) -> Any:
@@ -243,6 +258,7 @@ def op_coalitions(
     masks: list[np.ndarray],
     members: list[int],
     weights: list[float],
+    threads: int = 0,
 ) -> list[np.ndarray]:
     """Coalition values v(S) of kept rows for the weighted members, against a kept background.
 
@@ -263,7 +279,7 @@ def op_coalitions(
         use_x = np.asarray(mask, dtype=bool)[:, np.clip(source, 0, None)] & (source >= 0)[None, :]  # (C, E)
         stacked = np.where(np.repeat(use_x, b, axis=0), x[None, :], np.tile(dense_bg, (len(mask), 1)))
         matrix = sp.csr_matrix(stacked) if sparse else stacked
-        value = sum(w * model.member_output(i, matrix) for i, w in zip(members, weights))  # noqa: B905 - Python 3.9 runtimes have no zip(strict=)
+        value = sum(w * model.member_output(i, matrix, threads) for i, w in zip(members, weights))  # noqa: B905 - Python 3.9 runtimes have no zip(strict=)
         out.append(value.reshape(len(mask), b, -1).mean(axis=1))
     return out
 

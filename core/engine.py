@@ -282,7 +282,7 @@ class Engine:
         from core.automl import AutoMLEnsemble
 
         bg = background.head(PERMUTATION_BACKGROUND).reset_index(drop=True)
-        method = AutoMLEnsemble(self.model, background=bg, output=self.output, seed=self.seed)
+        method = AutoMLEnsemble(self.model, background=bg, output=self.output, seed=self.seed, n_threads=self.n_threads)
         if method.agnostic is not None:
             self.notes.append(
                 "Some ensemble members read several columns at once (a row normaliser) or have no exact method "

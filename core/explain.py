@@ -26,6 +26,7 @@ __all__ = ["ExplainResult", "Explainer", "explainer_background", "make_explainer
 
 Progress = Callable[[int, int], None]
 BACKGROUND_ROWS = 100
+MIN_SAMPLE_ROWS = 20  # the first global view never rests on fewer rows (unless the table is smaller)
 
 
 def sample_order(n_rows: int, seed: int = 0) -> np.ndarray:
@@ -443,9 +444,13 @@ class Explainer:
         return self._seconds_per_row
 
     def sample_size(self, budget_seconds: float) -> int:
-        """How many rows fit in the time budget (at least 50, at most the table)."""
+        """How many rows fit in the time budget (at least ``MIN_SAMPLE_ROWS``, at most the table).
+
+        Slow models (an AutoML ensemble, an SVM explained model-agnostically) get a small first sample so the
+        first view comes in seconds, labelled, with its uncertainty bands; the background refinement follows.
+        """
         per_row = self.estimate_seconds_per_row()
-        return int(min(self.n_rows, max(min(50, self.n_rows), budget_seconds / max(per_row, 1e-7))))
+        return int(min(self.n_rows, max(min(MIN_SAMPLE_ROWS, self.n_rows), budget_seconds / max(per_row, 1e-7))))
 
     def explain_sample(self, budget_seconds: float = 2.0, *, progress: Progress | None = None) -> ExplainResult:
         """A seeded random sample sized to the budget: the first global view (labelled N of M rows)."""
