@@ -23,6 +23,16 @@ _EXPORTS = {
     "CancelledError": "core.errors",
     "ShareError": "core.errors",
     "Settings": "core.config",
+    # the stable API (issues 3 and 4)
+    "load_model": "core.models",
+    "LoadedModel": "core.models",
+    "load_table": "core.data_io",
+    "align": "core.align",
+    "Aligned": "core.align",
+    "make_explainer": "core.explain",
+    "Explainer": "core.explain",
+    "Explanation": "core.explanation",
+    "global_importances": "core.importance",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,35 @@
+"""The stable API the issues name, used the way a notebook would: ``import core`` and nothing else."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import core
+from tests.core import zoo
+
+
+def test_notebook_flow_through_the_stable_names(pool):
+    model, frame = zoo.builders()["pipe_rf"]()
+    table = frame.assign(churned=model.predict(frame)).to_csv(index=False).encode()
+
+    loaded = core.load_model(pickle.dumps(model), "churn.pkl", pool=pool)
+    data = core.load_table(table, "customers.csv")
+    aligned = core.align(loaded, data)
+    explainer = core.make_explainer(loaded, aligned.frame, output="probability")
+    expl = explainer.explain([0, 3, 7], class_label=1)
+
+    assert isinstance(loaded, core.LoadedModel) and isinstance(aligned, core.Aligned)
+    assert isinstance(explainer, core.Explainer) and isinstance(expl, core.Explanation)
+    assert aligned.target_name == "churned" and list(expl.feature_names) == list(loaded.feature_names)
+    np.testing.assert_allclose(expl.prediction, model.predict_proba(frame.iloc[[0, 3, 7]])[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(expl.base_values + expl.values.sum(axis=1), expl.prediction, rtol=1e-6)
+    kinds = [imp.kind for imp in core.global_importances(expl)]
+    assert kinds[0] == "shap"
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="not_a_name"):
+        core.not_a_name  # noqa: B018
