@@ -49,10 +49,10 @@ pytest: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## Run the whole p
 
 test: lint pytest ## Everything CI runs: lint + the whole test suite
 
-test-fast: $(VENV)/.dev $(VENV)/.project ## Unit and AppTest only (no browser)
+test-fast: $(VENV)/.dev $(VENV)/.project ## Unit and AppTest only (no browser, no AutoML runtime, no slow tests)
 	$(BIN)/python -m pytest -q -m "not e2e and not slow and not automl"
 
-bench: $(VENV)/.project ## Benchmarks (speed is measured here, never asserted in tests)
+bench: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## Benchmarks (speed is measured here, never asserted in tests)
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtualenv and caches (your ~/.modellens data is kept)

@@ -43,3 +43,9 @@ def test_pages_are_thin():
         assert not imported & {"shap", "pandas", "sklearn", "plotly"}, f"{page.name} imports {imported}"
         assert len(page.read_text().splitlines()) <= 80, page.name
     assert len((ROOT / "app.py").read_text().splitlines()) <= 40
+
+
+def test_docker_build_context_leaves_host_state_out():
+    """``COPY . .`` runs after the image's venv is built: the host's .venv, .git and secrets must not follow it."""
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".git", ".streamlit/secrets.toml", "test-artifacts", ".modellens"} <= ignored
