@@ -165,7 +165,7 @@ def _as_number(col: str, series: pd.Series, notices: list[str]) -> pd.Series:
         return series.astype(np.float64)
     if pd.api.types.is_numeric_dtype(series.dtype):
         return series
-    converted = pd.to_numeric(series.astype("string").str.strip().str.replace(",", ".", regex=False), errors="coerce")
+    converted = _parse_numbers(col, series.astype("string").str.strip(), notices)
     failed = series.notna() & converted.isna()
     if failed.all() and series.notna().any():
         example = str(series[failed].iloc[0])[:30]
@@ -173,6 +173,32 @@ def _as_number(col: str, series: pd.Series, notices: list[str]) -> pd.Series:
     if failed.any():
         notices.append(f"Column {col!r}: {int(failed.sum())} value(s) are not numbers and were treated as missing.")
     return converted.astype(np.float64)
+
+
+_THOUSANDS = r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?"  # 72,000 or 1,234.5
+_DECIMAL_COMMA = r"[+-]?(\d{1,3}(\.\d{3})+|\d*)(,\d+)?"  # 3,5 or 1.234,5
+
+
+def _parse_numbers(col: str, text: pd.Series, notices: list[str]) -> pd.Series:
+    """Numbers written as text, with the column's comma convention decided once and named in a notice.
+
+    ``72,000`` alone is ambiguous: it is read with a thousands separator unless a value of the column can
+    only be a decimal comma (``3,5``, ``1.234,5``), in which case every comma of the column is decimal.
+    """
+    plain = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    commas = text[plain.isna() & text.str.contains(",", regex=False).fillna(False).astype(bool)]
+    if commas.empty:
+        return plain
+    if commas.str.fullmatch(_THOUSANDS).all():
+        parsed, how = pd.to_numeric(commas.str.replace(",", "", regex=False), errors="coerce"), "a thousands separator"
+    elif commas.str.fullmatch(_DECIMAL_COMMA).all():
+        decimal = commas.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        parsed, how = pd.to_numeric(decimal, errors="coerce"), "a decimal comma"
+    else:
+        return plain
+    parsed = parsed.astype(np.float64)
+    notices.append(f"Column {col!r}: ',' was read as {how} ({commas.iloc[0]!r} is {parsed.iloc[0]:g}).")
+    return plain.fillna(parsed)
 
 
 def _as_category(col: str, series: pd.Series, known: list[Any] | None, notices: list[str], *, dtype: bool) -> pd.Series:

@@ -36,7 +36,9 @@ def load_table(data: bytes, filename: str, *, max_rows: int = DEFAULT_MAX_ROWS) 
         raise DataError(f"The data file {filename!r} is empty. Upload a CSV, Parquet or Excel table with a header row.")
     if data[:4] == b"PAR1":
         frame = _read_parquet(data, filename)
-    elif data[:4] == b"PK\x03\x04" or data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+    elif data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":  # the pre-2007 Excel format (.xls)
+        raise DataError(f"{filename!r} is an old-format Excel workbook (.xls); save it as .xlsx or CSV, then upload.")
+    elif data[:4] == b"PK\x03\x04":
         frame = _read_excel(data, filename)
     else:
         frame = _read_text(data, filename)

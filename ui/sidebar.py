@@ -12,7 +12,7 @@ from core.jobs import ExplainJob, describe_eta
 from ui import context, loaders, render, share, state
 
 MODEL_TYPES = ["pkl", "pickle", "joblib", "skops", "json", "ubj", "txt", "cbm", "zip", "z", "gz", "bz2", "xz", "lzma"]
-DATA_TYPES = ["csv", "tsv", "txt", "parquet", "pq", "xlsx", "xls"]
+DATA_TYPES = ["csv", "tsv", "txt", "parquet", "pq", "xlsx"]
 MODES = ("Demo", "My model")
 
 
@@ -59,6 +59,11 @@ def render_sidebar(*, page: str = "") -> None:
 
 def _source_picker() -> None:
     app = state.get()
+    if loaders.settings().read_only:
+        app.use_upload = False
+        _demo_picker()
+        st.caption("Uploads are off on this server (MODELLENS_READ_ONLY): it shows the demos and share links.")
+        return
     mode = st.segmented_control("Explain", MODES, default=MODES[1] if app.use_upload else MODES[0], key="mode")
     app.use_upload = mode == MODES[1]
     if app.use_upload:
@@ -72,9 +77,14 @@ def _source_picker() -> None:
             "Data file", type=DATA_TYPES, key="data_file", help="CSV/TSV, Parquet or Excel, with a header row"
         )
     else:
-        names = list(DEMOS)
-        app.demo = st.selectbox("Demo", names, index=names.index(app.demo), format_func=lambda n: DEMOS[n].title)
-        st.caption(DEMOS[app.demo].story)
+        _demo_picker()
+
+
+def _demo_picker() -> None:
+    app = state.get()
+    names = list(DEMOS)
+    app.demo = st.selectbox("Demo", names, index=names.index(app.demo), format_func=lambda n: DEMOS[n].title)
+    st.caption(DEMOS[app.demo].story)
 
 
 def _shared_header(share_id: str) -> bool:

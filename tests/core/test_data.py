@@ -55,6 +55,7 @@ def test_parquet_and_excel():
         (b"\x00\x01\x02binary\x00", "not a text table"),
         (b"PAR1garbage", "Parquet file"),
         (b"PK\x03\x04garbage", "Excel"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), r"old-format Excel workbook \(.xls\); save it as .xlsx"),
     ],
 )
 def test_bad_tables(data, message):
@@ -117,3 +118,18 @@ def test_bare_array_models_match_by_position():
 def test_explicit_target_that_does_not_exist():
     with pytest.raises(SchemaError, match="'label' is not in the table"):
         align(card(), pd.DataFrame({"age": [1], "income": [2], "city": ["Lyon"]}), target="label")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected", "how"),
+    [
+        (["72,000", "1,234.5", "17.25"], [72000.0, 1234.5, 17.25], "thousands separator"),
+        (["3,5", "1.234,5", "2"], [3.5, 1234.5, 2.0], "decimal comma"),
+        (["3,5", "72,000"], [3.5, 72.0], "decimal comma"),  # one value decides the column's convention
+    ],
+)
+def test_numbers_written_with_commas_are_read_by_the_column_convention(values, expected, how):
+    frame = pd.DataFrame({"age": [1] * len(values), "income": values, "city": ["Lyon"] * len(values)})
+    aligned = align(card(), frame)
+    assert aligned.frame["income"].tolist() == expected
+    assert any(how in n and "'income'" in n for n in aligned.notices)
