@@ -3,10 +3,11 @@
 ``modellens explain MODEL DATA --out DIR`` and :class:`BatchJob` split the table into tasks of about
 ``rows_per_task`` rows; each task reads its own rows on a Dask worker, explains them with the same engine
 as the dashboard (in mini-batches, checking a cancel event between them) and writes one Parquet file
-(row id, prediction, base value, one contribution column per raw column) plus a small statistics file,
-both atomically. The client never collects rows: it follows progress and, at the end, writes
-``summary.json`` (model sha256, data fingerprint, method, units, rows done, per-feature mean |value| and mean
-value, timings) atomically.
+(row id, prediction, base value, one contribution column per raw column) plus a small statistics file
+(``_part-NNNNN.json``), both atomically. Bookkeeping files start with ``_`` so that the folder reads as one
+Parquet dataset (``dask.dataframe.read_parquet(out)``; pandas needs ``ignore_prefixes=["_", "summary"]``).
+The client never collects rows: it follows progress and, at the end, writes ``summary.json`` (model sha256,
+data fingerprint, method, units, rows done, per-feature mean |value| and mean value, timings) atomically.
 
 The model travels as bytes inside every task (never ``scatter``: a lost worker must not lose the model) and
 is loaded once per worker process through the same safe loader, cached by sha256; inner libraries run with
@@ -247,10 +248,10 @@ def _write_task(out: str, storage_options: dict[str, Any] | None, index: int, ta
     fs, root = _fs(out, storage_options)
     for name, write in (
         (f"part-{index:05d}.parquet", lambda fh: table.to_parquet(fh, index=False)),
-        (f"part-{index:05d}.json", lambda fh: fh.write(json.dumps(stats).encode())),
+        (f"_part-{index:05d}.json", lambda fh: fh.write(json.dumps(stats).encode())),
     ):
         final = f"{root.rstrip('/')}/{name}"
-        temp = f"{final}.tmp-{uuid.uuid4().hex}"
+        temp = f"{root.rstrip('/')}/_tmp-{uuid.uuid4().hex}-{name}"
         with fs.open(temp, "wb") as fh:
             write(fh)
         fs.mv(temp, final)
@@ -492,7 +493,7 @@ class BatchJob:
         fs, root = _fs(self.out, self.storage_options)
         done = set()
         for index in range(len(self.plan.tasks)):
-            marker = f"{root.rstrip('/')}/part-{index:05d}.json"
+            marker = f"{root.rstrip('/')}/_part-{index:05d}.json"
             if self.resume and fs.exists(marker):
                 with fs.open(marker, "rb") as fh:
                     self._stats[index] = {**json.loads(fh.read()), "fresh": False}
@@ -632,8 +633,16 @@ class BatchJob:
         }
 
     def _write_summary(self) -> None:
+        """summary.json, then a line in the index the dashboard reads to reuse this run for the same files."""
+        from core.batch_index import record_batch
+
         fs, root = _fs(self.out, self.storage_options)
-        _write_json(fs, f"{root.rstrip('/')}/{SUMMARY}", self.summary())
+        summary = self.summary()
+        _write_json(fs, f"{root.rstrip('/')}/{SUMMARY}", summary)
+        try:
+            record_batch(summary, self.out)
+        except OSError as exc:  # a read-only home must not fail a finished run
+            log.warning("could not record the batch run for the dashboard: %s", exc)
 
     def close(self) -> None:
         """Release the client and the embedded cluster."""
@@ -777,11 +786,17 @@ class DaskRefiner:
         return out
 
 
-def batch_explain_result(result: BatchResult, frame: pd.DataFrame, table: pd.DataFrame, *, task: str) -> Any:
-    """A finished batch run's rows as an :class:`~core.explain.ExplainResult` (one class, as the run chose)."""
+def batch_explain_result(result: BatchResult, frame: pd.DataFrame, *, task: str, max_rows: int = 200_000) -> Any:
+    """A finished batch run's rows as an :class:`~core.explain.ExplainResult` (one class, as the run chose).
+
+    Every row when the run has at most ``max_rows``, otherwise a seeded sample of about 50,000 rows (the
+    pages then say "computed on N of M rows"; the full values stay in the run's folder).
+    """
     from core.explain import ExplainResult
 
     summary = result.summary
+    total = int(summary["rows_total"])
+    table = result.rows(list(range(total))) if total <= max_rows else result.sample(min(50_000, max_rows))
     names = list(summary["features"])
     row_ids = table["row_id"].to_numpy(dtype=np.int64)
     label = summary.get("class_label")
@@ -798,5 +813,8 @@ def batch_explain_result(result: BatchResult, frame: pd.DataFrame, table: pd.Dat
         task=task,
         classes=None if label is None else (label,),
         binary_single=False,
-        notes=(f"Explained by a batch run on Dask ({summary['rows_done']:,} rows).",),
+        notes=(
+            f"Explained by a batch run on Dask ({summary['rows_done']:,} rows)"
+            + ("." if len(table) >= total else f"; {len(table):,} of them are shown, every row is in {result.out}."),
+        ),
     )

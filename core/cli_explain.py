@@ -78,7 +78,6 @@ def run_batch(args: argparse.Namespace) -> int:
     import time
 
     from core.batch import BatchJob
-    from core.batch_index import record_batch
     from core.errors import CancelledError
 
     job = BatchJob(
@@ -113,7 +112,6 @@ def run_batch(args: argparse.Namespace) -> int:
     finally:
         job.close()
     print(f"\r{job.progress().line()}   ", file=sys.stderr)
-    record_batch(summary, args.out)
     print(
         f"modellens: wrote {summary['rows_done']:,} rows to {args.out} (summary.json, {summary['tasks']} files)",
         file=sys.stderr,

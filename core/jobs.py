@@ -83,6 +83,7 @@ class ExplainJob:
         self._state, self._done, self._error = "pending", 0, ""
         self._started = self._refine_started = 0.0
         self._thread: threading.Thread | None = None
+        self._final = False
 
     # -- results --------------------------------------------------------------------------------------
     @property
@@ -128,11 +129,18 @@ class ExplainJob:
                 self._state = "sampled"
             return sample
 
-    def adopt(self, result: ExplainResult) -> None:
-        """Start from a saved result (a share link): shown at once, never recomputed."""
+    def adopt(self, result: ExplainResult, *, refine: bool = True) -> None:
+        """Start from a saved result (a share link, a batch run): shown at once, never recomputed.
+
+        Args:
+            result: The saved rows.
+            refine: False when the result is all there will be (a batch run's sample of a huge table: its
+                rows hold one class, every row is already in the run's folder, and nothing is re-explained).
+        """
         with self._lock:
             if self._sample is not None:
                 return
+            self._final = not refine
             self._sample, self._done = result, len(result)
             if len(result) >= self.explainer.n_rows:
                 self._full, self._state = result.sorted_by_row(), "done"
@@ -142,7 +150,7 @@ class ExplainJob:
     def start_refinement(self) -> bool:
         """Explain the remaining rows in a background thread; False when there is nothing to do."""
         with self._lock:
-            if self._sample is None or self._full is not None or self._thread is not None:
+            if self._sample is None or self._full is not None or self._thread is not None or self._final:
                 return False
             self._state, self._refine_started = "refining", time.monotonic()
             self._thread = threading.Thread(target=self._refine, daemon=True, name="explain-refine")

@@ -7,7 +7,8 @@ Two layers:
   pins the upload carries, and whether it is an Azure AutoML model (a static scan of the pickle's globals).
   The dashboard uses it to choose a worker.
 * :func:`read_model` turns the bytes into a Python object. It is called only inside a model worker
-  (:mod:`core.worker_main`): pickles go through the allowlisting unpickler unless the deployment trusts
+  (:mod:`core.worker_main`, with memory and CPU limits) or a Dask worker process (:mod:`core.batch`, the
+  cluster's own limits), never in the server: pickles go through the allowlisting unpickler unless the deployment trusts
   uploads (``MODELLENS_TRUST_PICKLES=1``), skops files through skops' audit, boosters through their
   libraries' own parsers.
 """

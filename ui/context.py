@@ -120,7 +120,7 @@ def current(*, progress: Any = None) -> Context:
         job.adopt(ExplainResult.from_bytes(saved, aligned.frame))
     batch = loaders.batch_result(model_key, data_key, aligned, model.task).value
     if batch is not None and batch.output == explainer.output and _same_class(batch, model, app.class_label):
-        job.adopt(batch)
+        job.adopt(batch, refine=False)
     job.run_sample(progress=progress)
     job.start_refinement()
     result = job.result

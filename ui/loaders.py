@@ -149,10 +149,7 @@ def batch_result(model_digest: str, data_digest: str, _aligned: Aligned, task: s
     folder = find_batch(model_digest, data_digest, settings())
     if folder is None:
         return Outcome(None)
-    result = BatchResult(folder)
-    total = int(result.summary["rows_total"])
-    table = result.rows(list(range(total))) if total <= 200_000 else result.sample(50_000)
-    return _attempt(batch_explain_result, result, _aligned.frame, table, task=task)
+    return _attempt(batch_explain_result, BatchResult(folder), _aligned.frame, task=task)
 
 
 @st.cache_resource(show_spinner="Scoring every row…", max_entries=32, ttl=TTL)

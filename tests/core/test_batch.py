@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+import dask.dataframe
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,10 +71,9 @@ def files(tmp_path_factory):
 
 
 def _read(out: Path) -> pd.DataFrame:
-    parts = sorted(out.glob("part-*.parquet"))
-    return (
-        pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True).sort_values("row_id").reset_index(drop=True)
-    )
+    """The output folder read as one Parquet dataset, the way the README tells users to."""
+    frame = pd.read_parquet(out, ignore_prefixes=["_", ".", "summary"])
+    return frame.sort_values("row_id").reset_index(drop=True)
 
 
 def _single_process(model_path: Path, data_path: Path, out: Path) -> pd.DataFrame:
@@ -106,6 +106,7 @@ def test_batch_equals_the_single_process_engine_whatever_the_partitioning(client
         summary = job.result(timeout=300)
         assert summary["rows_done"] == 600 and json.loads((out / "summary.json").read_text())["rows_done"] == 600
         outputs.append(_read(out))
+        assert len(dask.dataframe.read_parquet(str(out))) == 600  # the folder is one Parquet dataset for Dask too
     a, b = outputs
     assert list(a["row_id"]) == list(range(600))
     np.testing.assert_allclose(a.drop(columns="row_id"), b.drop(columns="row_id"), rtol=0, atol=1e-9)
@@ -152,9 +153,9 @@ def test_cancel_stops_within_a_mini_batch_and_resume_computes_only_the_rest(clie
     with pytest.raises(CancelledError):
         job.result(timeout=120)
     assert time.monotonic() - cancelled_at < 15
-    finished = sorted(out.glob("part-*.json"))
+    finished = sorted(out.glob("_part-*.json"))
     assert 3 <= len(finished) < 20 and len(sorted(out.glob("part-*.parquet"))) == len(finished)
-    assert not list(out.glob("*.tmp-*"))
+    assert not list(out.glob("_tmp-*"))
     resumed = BatchJob(
         str(model_path), str(data_path), str(out), client=client, rows_per_task=30, target="target", resume=True
     )
@@ -267,3 +268,32 @@ def test_dashboard_refinement_on_a_cluster_equals_the_local_one(client, files):
     assert remote.wait(300) and remote.status().state == "done"
     np.testing.assert_allclose(remote.result.values, local.result.values, atol=1e-12)
     assert list(remote.result.row_ids) == list(range(600))
+
+
+def test_dashboard_shows_a_batch_run_sample_without_re_explaining(client, files, tmp_path):
+    """A batch run too big to read whole reaches the pages as a one-class sample; nothing is recomputed."""
+    from core.batch import batch_explain_result
+    from core.explain import make_explainer
+    from core.jobs import ExplainJob
+
+    model_path, data_path, model = files["tree"]
+    out = tmp_path / "run"
+    BatchJob(str(model_path), str(data_path), str(out), client=client, rows_per_task=100, target="target").result(300)
+    frame = pd.read_csv(data_path).drop(columns="target")
+    stored = _read(out)
+
+    sampled = batch_explain_result(BatchResult(str(out)), frame, task="binary", max_rows=150)
+    assert 150 <= len(sampled) < 600 and sampled.total_rows == 600 and sampled.classes == (1,)
+    assert f"{len(sampled)} of them are shown" in sampled.notes[0]
+    np.testing.assert_allclose(
+        sampled.values[:, :, 0], stored.set_index("row_id").loc[sampled.row_ids, [f"shap:{c}" for c in frame]]
+    )
+    job = ExplainJob(make_explainer(model, frame), budget_seconds=1e-6, parallel=1)
+    job.adopt(sampled, refine=False)
+    assert job.start_refinement() is False and job.status().state == "sampled" and job.result is sampled
+
+    whole = batch_explain_result(BatchResult(str(out)), frame, task="binary")
+    assert list(whole.row_ids) == list(range(600)) and whole.notes[0].endswith("(600 rows).")
+    job = ExplainJob(make_explainer(model, frame), budget_seconds=1e-6, parallel=1)
+    job.adopt(whole, refine=False)
+    assert job.status().state == "done" and job.result.total_rows == 600
