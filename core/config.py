@@ -46,8 +46,8 @@ class Settings:
         password: Optional password for the whole app. ``MODELLENS_PASSWORD``.
         dask_scheduler: Address of a Dask scheduler for full-table work. ``MODELLENS_DASK_SCHEDULER``.
         automl_python: Python 3.9/3.10 interpreter for the AutoML runtime. ``MODELLENS_AUTOML_PYTHON``.
-        read_only: Serve share links only: no uploads. ``MODELLENS_READ_ONLY=1``.
-        login_for_uploads: Require login to upload (share links stay viewable by link).
+        read_only: Serve the demos and share links only: no uploads. ``MODELLENS_READ_ONLY=1``.
+        login_for: Require login to upload (share links stay viewable by link).
             ``MODELLENS_LOGIN_FOR=uploads`` (default) or ``all``.
     """
 

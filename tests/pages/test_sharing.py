@@ -92,3 +92,41 @@ def test_oidc_allowlist(monkeypatch):
     anonymous.user = {"is_logged_in": False}
     anonymous.run()
     assert any(b.label == "Log in" for b in anonymous.button)
+
+
+def test_read_only_server_offers_no_upload_but_serves_links(monkeypatch):
+    link, prediction_text = _share_from_row_explorer(5)
+    monkeypatch.setenv("MODELLENS_READ_ONLY", "1")
+    import streamlit as st
+
+    st.cache_resource.clear()
+    home = app().run()
+    assert not home.exception and chart(home, "Predictions")
+    assert not home.get("file_uploader") and not home.get("button_group")
+    assert any("Uploads are off" in c.value for c in home.sidebar.caption)
+    params = dict(part.split("=", 1) for part in link.split("?", 1)[1].split("&"))
+    shared = app(**params).run()
+    assert chart(shared, "Waterfall")["layout"]["annotations"][1]["text"] == prediction_text
+
+
+def test_share_and_export_page_creates_lists_and_deletes_links():
+    at = app(row="4").run()
+    at.switch_page("pages/share.py").run()
+    assert not at.exception and at.title[0].value == "Share & export"
+    assert any(s.value == "Your shares (0)" for s in at.subheader)
+    create = next(b for b in at.button if b.label == "Create link")
+    create.click().run()
+    link = at.code[0].value
+    assert "?s=" in link and "page=rows" in link and "row=4" in link
+    assert any(s.value == "Your shares (1)" for s in at.subheader)
+    params = dict(part.split("=", 1) for part in link.split("?", 1)[1].split("&"))
+    assert app(**params).run().title[0].value == "Row explorer"  # the link works in a new session
+    delete = next(b for b in at.button if b.label == "Delete")
+    delete.click().run()
+    assert any(s.value == "Your shares (0)" for s in at.subheader)
+    gone = app(**params).run()
+    assert "does not exist" in " ".join(e.value for e in gone.error)
+    labels = {b.label for b in at.get("download_button")}
+    assert {"CSV", "Parquet"} <= labels
+    next(b for b in at.button if b.label == "Build report").click().run()
+    assert not at.exception and "Download report (HTML)" in {b.label for b in at.get("download_button")}
