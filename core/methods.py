@@ -105,6 +105,11 @@ class ShapTree(Method):
                 est, data=background, feature_perturbation="interventional", model_output=model_output
             )
             self.name = f"TreeSHAP (interventional, {len(background)} background rows)"
+            if model_output == "probability":  # shap's transform: exact in log-odds, then rescaled (still adds up)
+                self.name = (
+                    f"TreeSHAP (interventional, {len(background)} background rows; log-odds values rescaled to "
+                    "probability per background row)"
+                )
         self.binary_single = task == "binary" and not (output == "probability" and background is None)
 
     def explain(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,6 +27,8 @@ if scores:
     st.subheader("How well it predicts this table")
     for column, (name, value) in zip(st.columns(len(scores)), scores.items(), strict=True):
         column.metric(name, f"{value:.3f}")
+    if ctx.source.is_demo:
+        st.caption("The demo model was trained on these rows, so these scores are optimistic; yours are on your table.")
 elif aligned.target is None:
     st.caption("No target column: add one (or pick it in the sidebar) to see accuracy / ROC AUC or R² / MAE here.")
 

@@ -88,6 +88,8 @@ TREE_VS_SHAP = [
     "lgbm_clf",
     "lgbm_multi",
     "lgbm_reg",
+    "catboost_clf",
+    "catboost_reg",
 ]
 
 
@@ -108,6 +110,48 @@ def test_tree_values_match_shap_tree_explainer(fitted, name):
     scale = max(1.0, float(np.abs(result.prediction).max()))
     tolerance = 1e-5 if name.startswith(("xgb", "lgbm")) else 1e-9  # float32 boosters
     assert np.abs(result.values - reference).max() / scale < tolerance, f"{name} in {output}"
+
+
+def rescaled_interventional_shapley(margin, x: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """What shap's interventional TreeSHAP gives in probability, computed by enumeration without shap.
+
+    For each background row r: the exact Shapley values of the log-odds game m(x on S, r elsewhere) over all
+    2^n coalitions, scaled by (sigmoid(m(x)) - sigmoid(m(r))) / (m(x) - m(r)); then the mean over r.
+    """
+    from math import factorial
+
+    n = len(x)
+    masks = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # coalition s holds feature j when bit j is set
+    rows = np.where(masks[None, :, :] == 1, x[None, None, :], background[:, None, :]).reshape(-1, n)
+    m = np.asarray(margin(rows), dtype=np.float64).reshape(len(background), 2**n)
+    weight = np.array([factorial(k) * factorial(n - k - 1) / factorial(n) for k in range(n)])
+    phi = np.zeros((len(background), n))
+    for j in range(n):
+        without = np.flatnonzero(masks[:, j] == 0)
+        phi[:, j] = ((m[:, without | (1 << j)] - m[:, without]) * weight[masks[without].sum(axis=1)]).sum(axis=1)
+    mx, mr = m[:, -1], m[:, 0]
+    sigmoid = 1 / (1 + np.exp(-m[:, [-1, 0]]))
+    same = np.isclose(mx, mr, rtol=0, atol=0)
+    scale = np.where(same, 1.0, (sigmoid[:, 0] - sigmoid[:, 1]) / np.where(same, 1.0, mx - mr))
+    return (phi * scale[:, None]).mean(axis=0)
+
+
+@pytest.mark.parametrize("name", ["gb_clf", "hgb_clf", "xgb_clf", "lgbm_clf"])
+def test_probability_unit_of_binary_boosters_is_rescaled_interventional_shapley(fitted, name):
+    """The probability switch: checked against an enumeration over all 2^6 coalitions that never calls shap."""
+    model, X = fitted[name]
+    background = X.iloc[40:90].reset_index(drop=True)
+    engine = Engine(model, background, output="probability")
+    assert "log-odds values rescaled to probability per background row" in engine.method_name
+    result = engine.explain(X.iloc[:3], np.arange(3))
+    k = result.values.shape[2] - 1
+    for i in range(3):
+        want = rescaled_interventional_shapley(
+            lambda rows: own_output(model, pd.DataFrame(rows, columns=X.columns), "log-odds")[:, -1],
+            X.iloc[i].to_numpy(dtype=np.float64),
+            background.to_numpy(dtype=np.float64),
+        )
+        np.testing.assert_allclose(result.values[i, :, k], want, atol=2e-6, err_msg=f"{name} row {i}")
 
 
 @pytest.mark.parametrize("name", ["pipe_rf", "pipe_gb_reg", "pipe_lgbm", "pipe_xgb", "pipe_logreg"])

@@ -141,10 +141,23 @@ def test_dependence_and_interaction():
 
 
 def test_summary_sentence():
-    row = explanation().row(0)
-    text = summarize(row)
-    assert text.startswith(f"Predicted {row.prediction:.2f} probability of 'yes' (average 0.30).")
-    assert "Pushed up most by" in text or "pulled down most by" in text.lower()
+    values = np.array([[0.02, 0.21, -0.05, 0.0, 0.12, -0.004]])
+    names = ("age", "income", "city", "plan", "tenure", "score")
+    data = pd.DataFrame([[61, 72000.0, "Lyon", "basic", 2, 0.5]], columns=list(names))
+    expl = Explanation(
+        values, np.array([0.31]), 0.31 + values.sum(1), data, names, "probability", "yes", "t", [0], (1, 1)
+    )
+    assert summarize(expl.row(0)) == (
+        "Predicted 0.61 probability of 'yes' (average 0.31). Pushed up most by income = 72,000 (+0.21) and "
+        "tenure = 2 (+0.12); pulled down most by city = Lyon (−0.05) and score = 0.5 (−0.004)."
+    )
+    flat = Explanation(
+        np.zeros((1, 6)), np.array([0.31]), np.array([0.31]), data, names, "probability", None, "t", [0], (1, 1)
+    )
+    assert (
+        summarize(flat.row(0))
+        == "Predicted 0.31 probability (average 0.31). No feature moved it away from the average."
+    )
 
 
 def test_metrics_and_prediction_column():

@@ -6,7 +6,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT
@@ -87,3 +90,21 @@ def test_html_report_opens_offline_and_draws_its_charts(browser, uploads, tmp_pa
         assert errors == [] and blocked == []
     finally:
         context.close()
+
+
+def test_share_page_downloads_a_report_and_shap_values_that_add_up(server, page):
+    page.goto(f"{server.url}/share?row=12")
+    expect(page.locator("h1").first).to_have_text("Share & export", timeout=90_000)
+    page.get_by_role("button", name="Build report").click()
+    with page.expect_download(timeout=90_000) as report:
+        page.get_by_role("button", name="Download report (HTML)").click()
+    html = Path(report.value.path()).read_text()
+    assert "Waterfall for row 12" in html and "<script src=" not in html
+
+    with page.expect_download(timeout=60_000) as csv:
+        page.get_by_role("button", name="CSV").click()
+    table = pd.read_csv(csv.value.path())
+    contributions = table.filter(like="shap:")
+    assert len(table) >= 20 and contributions.shape[1] == 30  # the breast-cancer demo: 30 columns
+    np.testing.assert_allclose(table["base_value"] + contributions.sum(axis=1), table["prediction"], rtol=1e-6)
+    assert page.locator('[data-testid="stException"]').count() == 0
