@@ -7,6 +7,7 @@ import importlib
 import os
 import platform
 import time
+import warnings
 
 SECTIONS = {
     "treeshap": "bench.treeshap",
@@ -33,6 +34,8 @@ def sections(argv: list[str] | None = None) -> tuple[list[str], bool]:
 
 def main() -> None:
     chosen, quick = sections()
+    os.environ.setdefault("MODELLENS_LOG_LEVEL", "WARNING")  # workers' start-up lines would break the tables
+    warnings.filterwarnings("ignore", category=UserWarning)  # shap's and Dask's notices, same reason
     print(
         f"# ModelLens benchmarks — {time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}\n"

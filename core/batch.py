@@ -39,7 +39,9 @@ __all__ = ["BatchJob", "BatchProgress", "BatchResult", "data_fingerprint", "expl
 
 log = logging.getLogger(__name__)
 
-MANIFEST, SUMMARY, BACKGROUND = "_manifest.json", "summary.json", "_background.parquet"
+# Bookkeeping starts with "_" and the background is Arrow IPC, not Parquet: readers of the folder as a Parquet
+# dataset skip "_" files (pyarrow) or take every *.parquet (Dask), and must see only the output rows.
+MANIFEST, SUMMARY, BACKGROUND = "_manifest.json", "summary.json", "_background.arrow"
 MINI_BATCH_ROWS = 2_000
 BACKGROUND_ROWS = 100
 THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
@@ -456,7 +458,7 @@ class BatchJob:
         path = f"{root.rstrip('/')}/{BACKGROUND}"
         if self.resume and fs.exists(path):
             with fs.open(path, "rb") as fh:
-                return pd.read_parquet(fh)
+                return pd.read_feather(fh)
         n = self.table.npartitions
         picks = sorted({0, n // 3, (2 * n) // 3, n - 1})
         rows = pd.concat([self.table.get_partition(i).compute() for i in picks], ignore_index=True)
@@ -466,7 +468,7 @@ class BatchJob:
             SimpleNamespace(**self.card), rows.reset_index(drop=True), target=self.settings["target"]
         ).frame
         with fs.open(path, "wb") as fh:
-            background.to_parquet(fh, index=False)
+            background.to_feather(fh)
         return background
 
     # -- running --------------------------------------------------------------------------------------

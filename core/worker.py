@@ -36,7 +36,10 @@ __all__ = ["ModelWorker", "WorkerPool", "close_default_pool", "default_pool"]
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "NUMBA_CACHE_DIR", "MODELLENS_HOME")
+_ENV_KEEP = (
+    *("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "NUMBA_CACHE_DIR"),
+    *("MODELLENS_HOME", "MODELLENS_LOG_LEVEL"),
+)
 _SIGNALS = {
     signal.SIGSEGV: "crashed in native code (segmentation fault)",
     signal.SIGBUS: "crashed in native code (bus error)",

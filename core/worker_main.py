@@ -78,7 +78,12 @@ def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], An
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # library prints must not corrupt the protocol
     sys.stdout = sys.stderr
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s worker %(levelname)s %(message)s")
+    level = os.environ.get("MODELLENS_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s worker %(levelname)s %(message)s",
+    )
     from core import wire
 
     warm_up()

@@ -68,9 +68,18 @@ def store() -> ShareStore:
     return ShareStore(settings().store_dir, default_days=settings().share_days)
 
 
-@st.cache_resource(show_spinner="Opening the shared view…", max_entries=64, ttl=600)
 def share(share_id: str) -> Outcome:
-    """A share's record and bytes (unknown, malformed and expired links are cached errors)."""
+    """A share's record and bytes.
+
+    The record is checked on every run (a deleted or expired link stops at once); only the bytes of a live
+    share are cached.
+    """
+    checked = _attempt(store().record, share_id)
+    return checked if checked.error is not None else _open_share(share_id)
+
+
+@st.cache_resource(show_spinner="Opening the shared view…", max_entries=64, ttl=600)
+def _open_share(share_id: str) -> Outcome:
     return _attempt(store().open, share_id)
 
 

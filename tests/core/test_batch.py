@@ -81,7 +81,7 @@ def _single_process(model_path: Path, data_path: Path, out: Path) -> pd.DataFram
     model_bytes = model_path.read_bytes()
     card = load_model(model_bytes, model_path.name)
     frame = align(card, pd.read_csv(data_path), target="target").frame
-    engine = Engine(pickle.loads(model_bytes), pd.read_parquet(out / "_background.parquet"), n_threads=1)
+    engine = Engine(pickle.loads(model_bytes), pd.read_feather(out / "_background.arrow"), n_threads=1)
     result = engine.explain(frame, np.arange(len(frame)))
     return pd.DataFrame(result.values[:, :, -1], columns=[f"shap:{c}" for c in frame.columns]).assign(
         prediction=result.prediction[:, -1], base_value=result.base[:, -1]

@@ -106,5 +106,7 @@ def test_share_page_downloads_a_report_and_shap_values_that_add_up(server, page)
     table = pd.read_csv(csv.value.path())
     contributions = table.filter(like="shap:")
     assert len(table) >= 20 and contributions.shape[1] == 30  # the breast-cancer demo: 30 columns
-    np.testing.assert_allclose(table["base_value"] + contributions.sum(axis=1), table["prediction"], rtol=1e-6)
+    np.testing.assert_allclose(
+        table["base_value"] + contributions.sum(axis=1), table["prediction"], rtol=1e-6, atol=1e-12
+    )
     assert page.locator('[data-testid="stException"]').count() == 0
