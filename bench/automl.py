@@ -40,7 +40,7 @@ def _surrogate(folder: Path) -> dict | None:
 def run(*, quick: bool = False) -> None:
     """Print the AutoML table."""
     from core import runtimes
-    from core.align import align
+    from core.alignment import align
     from core.explain import make_explainer
     from core.models import load_model
     from core.worker import close_default_pool

@@ -177,7 +177,7 @@ def explain_task(part: pd.DataFrame, **spec: Any) -> dict[str, Any]:
     ``part`` holds the task's raw rows; ``spec`` carries the model bytes, card, background, settings, the
     task's index and first row id, the output folder and the cancel event's name.
     """
-    from core.align import align
+    from core.alignment import align
 
     start_time = time.perf_counter()
     engine = _engine(spec)
@@ -452,7 +452,7 @@ class BatchJob:
 
     def _background(self) -> pd.DataFrame:
         """A seeded sample of up to 100 rows from a few partitions spread over the table (saved next to the output)."""
-        from core.align import align
+        from core.alignment import align
 
         fs, root = _fs(self.out, self.storage_options)
         path = f"{root.rstrip('/')}/{BACKGROUND}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.align import align
+from core.alignment import align
 from core.data_io import load_table
 from core.explain import Explainer, make_explainer
 from core.explanation import Explanation

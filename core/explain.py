@@ -519,7 +519,7 @@ def make_explainer(
 
     Args:
         model: A :class:`~core.models.LoadedModel` (explained in its worker) or an in-process estimator.
-        data: The aligned table (see :func:`core.align.align`).
+        data: The aligned table (see :func:`core.alignment.align`).
         output: ``auto``, ``probability``, ``log-odds`` or ``raw``.
         background_rows: Size of the seeded background sample.
         seed: Seeds the sample order, the background and the model-agnostic explainer.

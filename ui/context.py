@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.align import Aligned
+from core.alignment import Aligned
 from core.demo import DEMOS
 from core.errors import ModelLensError
 from core.explain import Explainer, ExplainResult

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core import demo as demos
-from core.align import Aligned, align
+from core.alignment import Aligned, align
 from core.config import Settings
 from core.data_io import load_table
 from core.errors import ModelLensError

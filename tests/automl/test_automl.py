@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.align import align
+from core.alignment import align
 from core.errors import UnsafeModelError
 from core.explain import make_explainer
 from core.models import load_model

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import pickle
 
 import numpy as np
 import pytest
 
 import core
+from tests.conftest import ROOT
 from tests.core import zoo
 
 
 def test_notebook_flow_through_the_stable_names(pool):
+    for module in (ROOT / "core").glob("*.py"):  # every submodule imported, as in the app: none may shadow a name
+        if module.stem != "__init__":
+            importlib.import_module(f"core.{module.stem}")
     model, frame = zoo.builders()["pipe_rf"]()
     table = frame.assign(churned=model.predict(frame)).to_csv(index=False).encode()
 

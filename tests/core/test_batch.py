@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.align import align
+from core.alignment import align
 from core.batch import BatchJob, BatchResult
 from core.engine import Engine
 from core.errors import CancelledError, DataError, ModelLensError

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.align import align
+from core.alignment import align
 from core.data_io import load_table
 from core.errors import DataError, SchemaError
 
