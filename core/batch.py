@@ -99,15 +99,21 @@ def data_fingerprint(url: str, storage_options: dict[str, Any] | None = None) ->
 def open_table(url: str, storage_options: dict[str, Any] | None = None) -> Any:
     """The table as a Dask DataFrame (CSV/TSV or Parquet: a file, a folder or a glob, local or fsspec URL)."""
     import dask.dataframe as dd
+    import fsspec
+
+    from core.data_io import sniff_text_table
 
     files = _files(url, storage_options)
     try:
         if all(f.endswith((".parquet", ".pq")) for f in files):
             return dd.read_parquet(files, storage_options=storage_options or None)
-        sep = "\t" if all(f.endswith(".tsv") for f in files) else ","
+        with fsspec.open(files[0], "rb", **(storage_options or {})) as fh:  # the dialect of the upload reader
+            sep, decimal, encoding = sniff_text_table(fh.read(1 << 16), files[0])
         return dd.read_csv(
             files,
             sep=sep,
+            decimal=decimal,
+            encoding=encoding,
             blocksize="64MB",
             storage_options=storage_options or None,
             assume_missing=True,

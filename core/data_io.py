@@ -72,6 +72,17 @@ def _decode(data: bytes, filename: str) -> str:
     raise DataError(f"{filename!r} is not a text table.")  # pragma: no cover - latin-1 decodes any bytes
 
 
+def sniff_text_table(head: bytes, filename: str) -> tuple[str, str, str]:
+    """Delimiter, decimal mark and encoding of a text table from its first bytes (used by batch runs)."""
+    head = head[: head.rfind(b"\n") + 1] or head  # whole lines only: no multi-byte character cut in half
+    try:
+        text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
+    except UnicodeDecodeError:
+        text, encoding = head.decode("latin-1"), "latin-1"
+    sep, decimal = _dialect(text, filename)
+    return sep, decimal, encoding
+
+
 def _dialect(text: str, filename: str) -> tuple[str, str]:
     head = "\n".join(text.splitlines()[:50])
     suffix = PurePosixPath(filename.lower()).suffix

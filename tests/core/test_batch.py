@@ -297,3 +297,15 @@ def test_dashboard_shows_a_batch_run_sample_without_re_explaining(client, files,
     job = ExplainJob(make_explainer(model, frame), budget_seconds=1e-6, parallel=1)
     job.adopt(whole, refine=False)
     assert job.status().state == "done" and job.result.total_rows == 600
+
+
+def test_batch_reads_csv_dialects_like_the_upload_reader(files, tmp_path):
+    """Semicolons with decimal commas (a European Excel export) and latin-1 read as the comma CSV does."""
+    from core.batch import open_table
+
+    _, data_path, _ = files["tree"]
+    frame = pd.read_csv(data_path).assign(city=lambda f: f["city"].replace({"Lyon": "Besançon"}))
+    european = tmp_path / "export.csv"
+    european.write_bytes(frame.to_csv(index=False, sep=";", decimal=",").encode("latin-1"))
+    got = open_table(str(european)).compute().reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, frame, check_dtype=False)
