@@ -177,9 +177,16 @@ def test_uploaded_pipeline_on_every_page(pipeline_upload):
     engineered = chart(at, "Global importance")["data"][0]["y"]
     assert any("city_Paris" in y for y in engineered) and len(engineered) > 5
     at.switch_page("pages/beeswarm.py").run()
-    assert not at.exception
+    bees = chart(at, "Beeswarm")
+    assert not at.exception and "probability of 1" in bees["layout"]["title"]["text"]
+    assert sorted(bees["layout"]["yaxis"]["ticktext"]) == sorted(raw)
     at.switch_page("pages/row_explorer.py").run()
-    assert chart(at, "Waterfall")["layout"]["title"]["text"] == "Waterfall for row 0"
+    waterfall = chart(at, "Waterfall")
+    assert waterfall["layout"]["title"]["text"] == "Waterfall for row 0"
+    model = pickle.loads(pipeline_upload[0])  # our own model, trained in the fixture
+    frame = zoo.builders()["pipe_rf"]()[1]
+    want = model.predict_proba(frame.iloc[:1])[0, 1]
+    assert f"<b>prediction {want:.4g}</b>" in [a["text"] for a in waterfall["layout"]["annotations"]]
 
 
 def test_missing_data_file_explains_the_next_step(pipeline_upload):
