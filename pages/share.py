@@ -39,14 +39,23 @@ st.subheader("Report")
 st.caption("One HTML file with the model card, global importance, the beeswarm and the pinned rows; it opens offline.")
 choices = sorted({*app.pinned, *([app.row] if app.row is not None else [])})
 rows = st.multiselect("Rows in the report", choices, default=choices, help="Pin rows in the row explorer.")
+report_key = (ctx.model_key, ctx.data_key, str(ctx.class_label), expl.output, tuple(rows))
 if st.button("Build report", icon=":material/description:"):
     with render.guard(), st.spinner("Building the report…"):
         pinned = [ctx.job.row(r).for_class(ctx.class_label).row(0) for r in rows]
-        report = build_report(
-            expl, ctx.model.card(), rows=pinned, title=ctx.source.label, notes=list(ctx.model.notices)
+        # kept in the session: a rerun (e.g. the background refinement finishing) must not lose the download
+        st.session_state["_report"] = (
+            report_key,
+            build_report(expl, ctx.model.card(), rows=pinned, title=ctx.source.label, notes=list(ctx.model.notices)),
         )
+built = st.session_state.get("_report")
+if built and built[0] == report_key:  # only the report of what is on screen
     st.download_button(
-        "Download report (HTML)", report, file_name="modellens-report.html", mime="text/html", type="primary"
+        "Download report (HTML)",
+        built[1],
+        file_name="modellens-report.html",
+        mime="text/html",
+        type="primary",
     )
 
 st.subheader("SHAP values")

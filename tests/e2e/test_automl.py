@@ -9,19 +9,14 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import wait_idle
-from tests.e2e.test_dashboard import drawn_charts, open_page
+from tests.e2e.test_dashboard import drawn_charts, upload_files
 
 pytestmark = pytest.mark.automl
 
 
 def test_upload_an_automl_model_and_see_an_exact_waterfall(server, page, automl_models):
     folder = automl_models["binary_int"]
-    open_page(page, server.url)
-    page.locator(".st-key-mode button", has_text="My model").click()
-    page.wait_for_selector('.st-key-model_file input[type="file"]', state="attached")
-    page.locator('.st-key-model_file input[type="file"]').set_input_files(str(folder / "model.pkl"))
-    page.wait_for_selector('.st-key-data_file input[type="file"]', state="attached")
-    page.locator('.st-key-data_file input[type="file"]').set_input_files(str(folder / "data.csv"))
+    upload_files(page, server, folder / "model.pkl", folder / "data.csv")
     expect(page.get_by_text(re.compile(r"Method: Azure AutoML ensemble"))).to_be_visible(timeout=60_000)
     wait_idle(page)
     expect(page.get_by_text("Ensemble members", exact=False)).to_be_visible()

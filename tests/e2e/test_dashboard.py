@@ -47,14 +47,21 @@ def test_demo_loads_with_charts_on_every_page_and_no_exception(server, page):
     assert page.page_errors == []
 
 
-def upload(page, server, model_path, data_path) -> None:
+def upload_files(page, server, model_path, data_path) -> None:
+    """Switch to "My model" and upload both files, each one registered before the next (no lost upload)."""
     open_page(page, server.url)
     page.locator(".st-key-mode button", has_text="My model").click()
-    page.wait_for_selector('.st-key-model_file input[type="file"]', state="attached")
-    page.locator('.st-key-model_file input[type="file"]').set_input_files(str(model_path))
-    page.wait_for_selector('.st-key-data_file input[type="file"]', state="attached")
-    page.locator('.st-key-data_file input[type="file"]').set_input_files(str(data_path))
-    expect(page.get_by_text(re.compile(r"Method: TreeSHAP"))).to_be_visible()
+    for key, path in (("model_file", model_path), ("data_file", data_path)):
+        page.wait_for_selector(f'.st-key-{key} input[type="file"]', state="attached")
+        page.locator(f'.st-key-{key} input[type="file"]').set_input_files(str(path))
+        registered = page.locator(f".st-key-{key}").get_by_role("button", name=f"Remove {path.name}")
+        expect(registered).to_be_visible(timeout=30_000)
+        wait_idle(page)
+
+
+def upload(page, server, model_path, data_path) -> None:
+    upload_files(page, server, model_path, data_path)
+    expect(page.get_by_text(re.compile(r"Method: TreeSHAP"))).to_be_visible(timeout=90_000)
     wait_idle(page)
 
 

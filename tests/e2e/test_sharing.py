@@ -13,6 +13,7 @@ import pandas as pd
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT
+from tests.e2e.conftest import wait_idle
 from tests.e2e.test_dashboard import upload
 
 
@@ -95,6 +96,8 @@ def test_html_report_opens_offline_and_draws_its_charts(browser, uploads, tmp_pa
 def test_share_page_downloads_a_report_and_shap_values_that_add_up(server, page):
     page.goto(f"{server.url}/share?row=12")
     expect(page.locator("h1").first).to_have_text("Share & export", timeout=90_000)
+    expect(page.get_by_role("button", name="CSV")).to_be_visible(timeout=90_000)  # the whole page has run
+    wait_idle(page)
     page.get_by_role("button", name="Build report").click()
     with page.expect_download(timeout=90_000) as report:
         page.get_by_role("button", name="Download report (HTML)").click()
