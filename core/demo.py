@@ -8,9 +8,7 @@ worker process.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from core.fileio import write_atomic
 
 __all__ = ["DEMOS", "Demo", "demo_files"]
 
@@ -99,19 +99,6 @@ DEMOS: dict[str, Demo] = {
 }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def demo_files(name: str, home: Path) -> tuple[Path, Path]:
     """Paths of a demo's model and data, training and writing them on first use.
 
@@ -125,6 +112,6 @@ def demo_files(name: str, home: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         log.info("training demo %s (first start)", name)
         model, frame = demo.build()
-        _atomic_write(data_path, frame.to_csv(index=False).encode())
-        _atomic_write(model_path, pickle.dumps(model, protocol=5))
+        write_atomic(data_path, frame.to_csv(index=False).encode())
+        write_atomic(model_path, pickle.dumps(model, protocol=5))
     return model_path, data_path

@@ -32,6 +32,7 @@ from types import MappingProxyType
 
 from core.config import Settings
 from core.errors import MissingDependencyError
+from core.fileio import write_atomic
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -487,12 +488,7 @@ def _xgboost(root: Path, venv_python: Path, python_version: str, flavour: str, s
 
 
 def _write_record(record: RuntimeRecord) -> None:
-    tmp = record.path / f".{RECORD_FILE}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(record.to_json(), handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, record.path / RECORD_FILE)
+    write_atomic(record.path / RECORD_FILE, json.dumps(record.to_json(), indent=2).encode("utf-8"))
 
 
 def _build(folder: Path, known: KnownRuntime, *, python: str | None, xgboost: str, say: Progress) -> RuntimeRecord:

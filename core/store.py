@@ -17,11 +17,9 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import re
 import secrets
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ShareError
+from core.fileio import write_atomic
 
 __all__ = ["Share", "ShareRecord", "ShareStore", "pack_arrays", "unpack_arrays"]
 
@@ -147,17 +146,7 @@ class ShareStore:
         if path.exists() and path.stat().st_size == len(data):
             return sha
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, data)
         return sha
 
     def get_blob(self, sha: str) -> bytes:
@@ -281,41 +270,6 @@ class ShareStore:
 
 
 def _record(row: tuple[Any, ...]) -> ShareRecord:
-    (
-        id_,
-        title,
-        owner,
-        created,
-        expires,
-        model_sha,
-        model_name,
-        data_sha,
-        data_name,
-        result_sha,
-        settings,
-        model_bytes,
-        data_bytes,
-    ) = row
-    return ShareRecord(
-        id_,
-        title,
-        owner,
-        created,
-        expires,
-        model_sha,
-        model_name,
-        data_sha,
-        data_name,
-        result_sha,
-        json.loads(settings),
-        model_bytes,
-        data_bytes,
-    )
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """A database row as a record: the columns in the dataclass's field order, settings decoded from JSON."""
+    *head, settings, model_bytes, data_bytes = row
+    return ShareRecord(*head, json.loads(settings), model_bytes, data_bytes)
