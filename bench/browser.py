@@ -7,52 +7,14 @@ dashboard's own latency: rerun, cached lookup, figure, render.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from bench.common import load, table
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _serve(home: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.serve", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "MODELLENS_HOME": home},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)  # noqa: S310 - our own local server
-            return proc, url
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the dashboard did not start")
+from tests.e2e.server import CHROMIUM, FLAGS, Server
 
 
 def run(*, quick: bool = False) -> None:
@@ -62,10 +24,11 @@ def run(*, quick: bool = False) -> None:
     print("## Click-to-waterfall latency in the browser (issue 5)\n")
     clicks = 8 if quick else 20
     with tempfile.TemporaryDirectory() as home:
-        proc, url = _serve(home)
+        server = Server(Path(home))
+        url = server.url
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})
                 page.goto(f"{url}/rows")
                 page.wait_for_selector(".st-key-waterfall .gtitle", timeout=120_000)
@@ -86,8 +49,7 @@ def run(*, quick: bool = False) -> None:
                     times.append(time.perf_counter() - started)
                 browser.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            server.stop()
     times.sort()
     print(
         table(
