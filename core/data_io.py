@@ -64,21 +64,21 @@ def _read_excel(data: bytes, filename: str) -> pd.DataFrame:
 def _decode(data: bytes, filename: str) -> str:
     if b"\x00" in data[:4096]:
         raise DataError(f"{filename!r} is not a text table (it contains binary data). Upload a CSV, Parquet or Excel.")
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise DataError(f"{filename!r} is not a text table.")  # pragma: no cover - latin-1 decodes any bytes
+    return _text(data)[0]
+
+
+def _text(data: bytes) -> tuple[str, str]:
+    """The bytes decoded as UTF-8 (with or without BOM), else latin-1 (which decodes any bytes), and which."""
+    try:
+        return data.decode("utf-8-sig"), "utf-8-sig"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
 
 
 def sniff_text_table(head: bytes, filename: str) -> tuple[str, str, str]:
     """Delimiter, decimal mark and encoding of a text table from its first bytes (used by batch runs)."""
     head = head[: head.rfind(b"\n") + 1] or head  # whole lines only: no multi-byte character cut in half
-    try:
-        text, encoding = head.decode("utf-8-sig"), "utf-8-sig"
-    except UnicodeDecodeError:
-        text, encoding = head.decode("latin-1"), "latin-1"
+    text, encoding = _text(head)
     sep, decimal = _dialect(text, filename)
     return sep, decimal, encoding
 

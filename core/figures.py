@@ -233,23 +233,31 @@ def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure
             hovertemplate="%{y}<br>%{text}<extra></extra>",
         )
     )
-    fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
-    fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
-    fig.add_annotation(
-        x=row.base_value, y=0, yref="paper", yanchor="top", showarrow=False, text=f"average {row.base_value:.4g}"
-    )
-    fig.add_annotation(
-        x=row.prediction,
-        y=1,
-        yref="paper",
-        yanchor="bottom",
-        showarrow=False,
-        text=f"<b>prediction {row.prediction:.4g}</b>",
-    )
+    _mark_base_and_prediction(fig, row, base_label="average", yref="paper", base_y=(0, "top"), prediction_y=1)
     fig = _layout(fig, f"Waterfall for row {row.row_id}", height=max(320, 30 * len(labels) + 140))
     fig.update_layout(margin={"t": 70, "b": 60})
     fig.update_xaxes(title=f"{esc(_units(row))} — from the average to this row's prediction")
     return fig
+
+
+def _mark_base_and_prediction(
+    fig: go.Figure, row: RowExplanation, *, base_label: str, yref: str, base_y: tuple[float, str], prediction_y: float
+) -> None:
+    """The base value (dotted) and the prediction (solid) as vertical lines, each labelled with its number."""
+    fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
+    fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
+    y, anchor = base_y
+    fig.add_annotation(
+        x=row.base_value, y=y, yref=yref, yanchor=anchor, showarrow=False, text=f"{base_label} {row.base_value:.4g}"
+    )
+    fig.add_annotation(
+        x=row.prediction,
+        y=prediction_y,
+        yref=yref,
+        yanchor="bottom",
+        showarrow=False,
+        text=f"<b>prediction {row.prediction:.4g}</b>",
+    )
 
 
 def _units(row: RowExplanation) -> str:
@@ -300,19 +308,7 @@ def force_figure(row: RowExplanation, *, max_labels: int = 4) -> go.Figure:
                     arrowcolor=color,
                 )
             edge = start if sign < 0 else start + abs(v)
-    fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
-    fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
-    fig.add_annotation(
-        x=row.base_value, y=0.3, yref="y", yanchor="bottom", showarrow=False, text=f"base value {row.base_value:.4g}"
-    )
-    fig.add_annotation(
-        x=row.prediction,
-        y=0.3,
-        yref="y",
-        yanchor="bottom",
-        showarrow=False,
-        text=f"<b>prediction {row.prediction:.4g}</b>",
-    )
+    _mark_base_and_prediction(fig, row, base_label="base value", yref="y", base_y=(0.3, "bottom"), prediction_y=0.3)
     fig = _layout(fig, f"Force view for row {row.row_id}", height=250, barmode="overlay")
     fig.update_xaxes(title=f"{esc(_units(row))}")
     fig.update_yaxes(visible=False, range=[-1.1, 0.6])

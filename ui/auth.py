@@ -18,7 +18,6 @@ from typing import Any
 
 import streamlit as st
 
-from core.errors import ShareError
 from ui import loaders
 
 _OK = "_auth_ok"
@@ -84,19 +83,11 @@ def _oidc_gate() -> None:
         st.stop()
 
 
-def _live_share(share_id: str) -> bool:
-    """True for the id of a share that exists and has not expired (a made-up id opens nothing)."""
-    try:
-        loaders.store().record(share_id)
-    except ShareError:
-        return False
-    return True
-
-
 def gate() -> None:
     """Stop the run with a login form when this deployment requires one for what is being opened."""
     share_id = st.query_params.get("s")
-    if share_id and loaders.settings().login_for == "uploads" and _live_share(share_id):
+    # only a share that exists and has not expired is viewable without login (a made-up id opens nothing)
+    if share_id and loaders.settings().login_for == "uploads" and loaders.share(share_id).error is None:
         return
     if _oidc_configured():
         _oidc_gate()
