@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.alignment import Aligned
 from core.errors import CancelledError, EngineMissing, ExplanationError
 from core.explanation import Explanation
 
@@ -319,12 +320,25 @@ class Explainer:
     """Explains rows of one table for one model, in one unit system.
 
     Use :func:`make_explainer` to build one. ``explain`` returns one class's
-    :class:`~core.explanation.Explanation`; ``explain_all`` every class at once.
+    :class:`~core.explanation.Explanation`; ``explain_all`` every class at once. ``target``, ``target_name``
+    and ``notices`` are those of the :class:`~core.alignment.Aligned` table it was built on (None / empty
+    when it was given a bare frame).
     """
 
-    def __init__(self, backend: Any, data: pd.DataFrame, *, seed: int = 0, background: pd.DataFrame | None = None):
+    def __init__(
+        self,
+        backend: Any,
+        data: pd.DataFrame,
+        *,
+        seed: int = 0,
+        background: pd.DataFrame | None = None,
+        aligned: Aligned | None = None,
+    ):
         self._backend = backend
         self.data = data.reset_index(drop=True)
+        self.target: pd.Series | None = aligned.target if aligned is not None else None
+        self.target_name: str | None = aligned.target_name if aligned is not None else None
+        self.notices: tuple[str, ...] = aligned.notices if aligned is not None else ()
         self.background = background if background is not None else explainer_background(self.data, seed)
         info = backend.info
         self.method: str = info["method"]
@@ -508,7 +522,7 @@ def explainer_background(data: pd.DataFrame, seed: int = 0, rows: int = BACKGROU
 
 def make_explainer(
     model: Any,
-    data: pd.DataFrame,
+    data: pd.DataFrame | Aligned,
     *,
     output: str = "auto",
     background_rows: int = BACKGROUND_ROWS,
@@ -519,7 +533,8 @@ def make_explainer(
 
     Args:
         model: A :class:`~core.models.LoadedModel` (explained in its worker) or an in-process estimator.
-        data: The aligned table (see :func:`core.alignment.align`).
+        data: What :func:`core.alignment.align` returns (its target and notices are kept on the explainer),
+            or an aligned table.
         output: ``auto``, ``probability``, ``log-odds`` or ``raw``.
         background_rows: Size of the seeded background sample.
         seed: Seeds the sample order, the background and the model-agnostic explainer.
@@ -528,9 +543,11 @@ def make_explainer(
     Raises:
         ExplanationError: The units are not available for this model, or the table is empty.
     """
-    if len(data) == 0:
+    aligned = data if isinstance(data, Aligned) else Aligned(data)
+    if len(aligned.frame) == 0:
         raise ExplanationError("The table has no rows to explain.")
-    data = data.reset_index(drop=True)
-    background = explainer_background(data, seed, background_rows)
+    frame = aligned.frame.reset_index(drop=True)
+    background = explainer_background(frame, seed, background_rows)
     backend_type = _RemoteBackend if getattr(model, "handle", None) is not None else _LocalBackend
-    return Explainer(backend_type(model, background, output, n_threads, seed), data, seed=seed, background=background)
+    backend = backend_type(model, background, output, n_threads, seed)
+    return Explainer(backend, frame, seed=seed, background=background, aligned=aligned)

@@ -23,12 +23,14 @@ def test_notebook_flow_through_the_stable_names(pool):
     loaded = core.load_model(pickle.dumps(model), "churn.pkl", pool=pool)
     data = core.load_table(table, "customers.csv")
     aligned = core.align(loaded, data)
-    explainer = core.make_explainer(loaded, aligned.frame, output="probability")
+    explainer = core.make_explainer(loaded, aligned, output="probability")  # what align returns, as is
     expl = explainer.explain([0, 3, 7], class_label=1)
 
     assert isinstance(loaded, core.LoadedModel) and isinstance(aligned, core.Aligned)
     assert isinstance(explainer, core.Explainer) and isinstance(expl, core.Explanation)
     assert aligned.target_name == "churned" and list(expl.feature_names) == list(loaded.feature_names)
+    assert explainer.target_name == "churned" and explainer.notices == aligned.notices and explainer.notices
+    np.testing.assert_array_equal(explainer.target.to_numpy(), model.predict(frame))
     np.testing.assert_allclose(expl.prediction, model.predict_proba(frame.iloc[[0, 3, 7]])[:, 1], rtol=1e-6)
     np.testing.assert_allclose(expl.base_values + expl.values.sum(axis=1), expl.prediction, rtol=1e-6)
     kinds = [imp.kind for imp in core.global_importances(expl)]
