@@ -21,11 +21,12 @@ import json
 import logging
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from core import safe_pickle
+from core import pickle_scan, safe_pickle
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
 
 __all__ = ["UploadInfo", "inspect_upload", "read_model", "sha256_of"]
@@ -33,8 +34,18 @@ __all__ = ["UploadInfo", "inspect_upload", "read_model", "sha256_of"]
 log = logging.getLogger(__name__)
 
 MODEL_MEMBERS = ("model.pkl", "model.joblib", "model.pickle", "model.skops")
-ENV_MEMBERS = re.compile(r"(^|/)(conda\.ya?ml|conda_env[^/]*\.ya?ml|requirements\.txt|MLmodel|python_env\.yaml)$")
-_PIN = re.compile(r"^\s*-?\s*([A-Za-z0-9_.\-\[\]]+)\s*(==|=|~=|<=|>=)\s*([A-Za-z0-9_.*+\-]+)")
+ENV_FILES = frozenset({"conda.yml", "conda.yaml", "requirements.txt", "MLmodel", "python_env.yaml"})
+MAX_ZIP_DEPTH = 3  # a model zip inside a zip inside a zip, no deeper
+MAX_ZIP_ENTRIES = 10_000
+MAX_ENV_FILES = 16
+PIN_FILE_CAP = 1 << 20
+JSON_PARSE_CAP = 8 << 20
+_CHUNK = 1 << 20
+# One greedy character class each, applied in sequence: linear, whatever the line holds.
+_PIN_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
+_PIN_VERSION = re.compile(r"[A-Za-z0-9_.*+\-]+")
+_PIN_OPERATORS = ("==", "~=", "<=", ">=", "=")
+_FIRST_KEY_LEARNER = re.compile(rb'\s*"learner"\s*:')
 
 
 def sha256_of(data: bytes) -> str:
@@ -54,7 +65,8 @@ class UploadInfo:
         member: The zip member the model came from, if any.
         pins: Package versions the upload declares (conda / requirements files), lower-case names.
         automl: True for an Azure AutoML model.
-        globals: Globals the pickle names (static scan; detection only).
+        globals: Globals the pickle names (bounded static scan; detection only).
+        globals_partial: True when that scan stopped early (a size or opcode cap, or raw array bytes).
     """
 
     format: str
@@ -64,6 +76,7 @@ class UploadInfo:
     pins: dict[str, str] = field(default_factory=dict)
     automl: bool = False
     globals: list[tuple[str, str]] = field(default_factory=list)
+    globals_partial: bool = False
 
     @property
     def automl_runtime(self) -> str | None:
@@ -75,19 +88,33 @@ class UploadInfo:
 
 
 def inspect_upload(data: bytes, filename: str, *, max_bytes: int = 1024**3) -> UploadInfo:
-    """Identify an upload's format without executing it.
+    """Identify an upload's format without executing it, in time and memory linear in its size.
+
+    Args:
+        data: The uploaded bytes.
+        filename: The upload's name (a hint; the content decides).
+        max_bytes: Cap on the model itself (a zip member's uncompressed size).
 
     Raises:
-        ModelLoadError: Empty file, damaged zip, or nothing recognisable as a model.
+        ModelLoadError: Empty file, damaged or hostile zip, or nothing recognisable as a model.
     """
+    return _inspect(data, filename, max_bytes, depth=0)
+
+
+def _inspect(data: bytes, filename: str, max_bytes: int, depth: int) -> UploadInfo:
     if not data:
         raise ModelLoadError("The model file is empty. Upload the file the model was saved to.")
     if data[:4] == b"PK\x03\x04":
-        return _inspect_zip(data, filename, max_bytes)
+        if depth >= MAX_ZIP_DEPTH:
+            raise ModelLoadError(
+                f"This zip nests zips more than {MAX_ZIP_DEPTH} deep; upload the innermost model zip itself."
+            )
+        return _inspect_zip(data, filename, max_bytes, depth)
     fmt = _sniff(data, filename)
     info = UploadInfo(format=fmt, model_bytes=data)
     if fmt in ("pickle", "joblib"):
-        info.globals = safe_pickle.list_globals(data, max_bytes)
+        scan = pickle_scan.scan_globals(data)
+        info.globals, info.globals_partial = list(scan.globals), scan.partial
         info.automl = _looks_automl(info.globals)
     return info
 
@@ -99,13 +126,7 @@ def _sniff(data: bytes, filename: str) -> str:
     if head.lstrip().startswith(b"tree\n") or head.startswith(b"tree\r\n"):
         return "lightgbm-txt"
     if head.lstrip()[:1] == b"{":
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            return "xgboost-ubj"
-        if isinstance(doc, dict) and "learner" in doc:
-            return "xgboost-json"
-        raise ModelLoadError("This JSON file is not an XGBoost model (it has no 'learner' section).")
+        return _sniff_json(data)
     if safe_pickle.looks_like_pickle(data):
         return "pickle"
     suffix = PurePosixPath(filename.lower()).suffix
@@ -115,16 +136,34 @@ def _sniff(data: bytes, filename: str) -> str:
     )
 
 
+def _sniff_json(data: bytes) -> str:
+    """XGBoost JSON or UBJSON, decided from the first key: never a parse of the whole (maybe huge) document.
+
+    XGBoost writes its keys sorted, so a JSON model opens with ``{"learner"``. Small documents whose keys were
+    reordered are parsed (under :data:`JSON_PARSE_CAP`) to look for the key anywhere at the top level.
+    """
+    text = data.lstrip()[1:]
+    body = text.lstrip()[:1]
+    if body not in (b'"', b"}"):  # not text JSON: UBJSON opens with a type marker or a length
+        return "xgboost-ubj"
+    if _FIRST_KEY_LEARNER.match(text[:4096]):
+        return "xgboost-json"
+    if len(data) <= JSON_PARSE_CAP:
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return "xgboost-ubj"
+        if isinstance(doc, dict) and "learner" in doc:
+            return "xgboost-json"
+    raise ModelLoadError("This JSON file is not an XGBoost model (it has no 'learner' section).")
+
+
 def _looks_automl(found: list[tuple[str, str]]) -> bool:
     return any(module.startswith("azureml.") for module, _ in found)
 
 
-def _inspect_zip(data: bytes, filename: str, max_bytes: int) -> UploadInfo:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = [i.filename for i in archive.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, ValueError) as exc:
-        raise ModelLoadError(f"The zip file {filename!r} is damaged ({exc}).") from exc
+def _inspect_zip(data: bytes, filename: str, max_bytes: int, depth: int) -> UploadInfo:
+    archive, names = _open_zip(data, filename)
     if any(n.endswith("schema.json") for n in names) and not any(_is_model_member(n) for n in names):
         return UploadInfo(format="skops", model_bytes=data)
     model_names = [n for n in names if _is_model_member(n)]
@@ -133,12 +172,9 @@ def _inspect_zip(data: bytes, filename: str, max_bytes: int) -> UploadInfo:
             "This zip holds no model: expected an MLflow or Azure AutoML model folder with a model.pkl."
         )
     member = sorted(model_names, key=lambda n: (n.count("/"), n))[0]
+    pins = _zip_pins(archive, names)
     model_bytes = _read_member(archive, member, max_bytes)
-    pins: dict[str, str] = {}
-    for name in names:
-        if ENV_MEMBERS.search(name):
-            pins.update(parse_pins(_read_member(archive, name, 1 << 20).decode("utf-8", "replace")))
-    info = inspect_upload(model_bytes, member, max_bytes=max_bytes)
+    info = _inspect(model_bytes, member, max_bytes, depth + 1)
     info.container, info.member = "mlflow-zip", member
     info.pins = pins
     if info.automl or any(n.startswith("azureml-") for n in pins):
@@ -147,35 +183,110 @@ def _inspect_zip(data: bytes, filename: str, max_bytes: int) -> UploadInfo:
     return info
 
 
+def _open_zip(data: bytes, filename: str) -> tuple[zipfile.ZipFile, list[str]]:
+    """The archive and its file names, after the entry-count check."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
+        raise ModelLoadError(f"The zip file {filename!r} is damaged ({exc}).") from exc
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise ModelLoadError(
+            f"The zip file {filename!r} has {len(infos):,} entries, over the cap of {MAX_ZIP_ENTRIES:,}; "
+            "zip only the model folder."
+        )
+    return archive, [i.filename for i in infos if not i.is_dir()]
+
+
+def _zip_pins(archive: zipfile.ZipFile, names: list[str]) -> dict[str, str]:
+    """Pins from the zip's environment files (at most :data:`MAX_ENV_FILES` of them, each size-capped)."""
+    env_names = [n for n in names if _is_env_member(n)]
+    if len(env_names) > MAX_ENV_FILES:
+        raise ModelLoadError(
+            f"This zip holds {len(env_names)} environment files (conda / requirements / MLmodel), over the cap of "
+            f"{MAX_ENV_FILES}; zip only the model folder."
+        )
+    pins: dict[str, str] = {}
+    for name in env_names:
+        pins.update(parse_pins(_read_member(archive, name, PIN_FILE_CAP).decode("utf-8", "replace")))
+    return pins
+
+
 def _is_model_member(name: str) -> bool:
     return PurePosixPath(name).name in MODEL_MEMBERS
 
 
+def _is_env_member(name: str) -> bool:
+    base = name.rpartition("/")[2]
+    return base in ENV_FILES or (base.startswith("conda_env") and base.endswith((".yml", ".yaml")))
+
+
 def _read_member(archive: zipfile.ZipFile, name: str, cap: int) -> bytes:
+    """A member's bytes, checked against ``cap`` before reading and read in chunks so no header can lie past it."""
     info = archive.getinfo(name)
     if info.flag_bits & 0x1:
         raise ModelLoadError(f"The zip member {name!r} is encrypted; upload an unencrypted zip.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ModelLoadError(
+            f"The zip member {name!r} uses a compression other than deflate; re-create the zip with standard "
+            "compression (e.g. `zip -r` or Python's shutil.make_archive)."
+        )
     if info.file_size > cap:
-        raise ModelLoadError(f"The zip member {name!r} is larger than the {cap // 2**20} MB cap.")
-    with archive.open(info) as fh:
-        out = fh.read(cap + 1)
-    if len(out) > cap:
-        raise ModelLoadError(f"The zip member {name!r} expands beyond the {cap // 2**20} MB cap.")
-    return out
+        raise ModelLoadError(f"The zip member {name!r} is larger than the {_mb(cap)} cap.")
+    chunks, total = [], 0
+    try:
+        with archive.open(info) as fh:
+            while total <= cap:
+                chunk = fh.read(min(_CHUNK, cap + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ModelLoadError(f"The zip member {name!r} is damaged ({exc}); upload the zip again.") from exc
+    if total > cap:
+        raise ModelLoadError(f"The zip member {name!r} expands beyond the {_mb(cap)} cap.")
+    return b"".join(chunks)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:g} MB"
 
 
 def parse_pins(text: str) -> dict[str, str]:
-    """Package pins from a conda environment, requirements file or MLmodel (``name==version`` lines)."""
+    """Package pins from a conda environment, requirements file or MLmodel (``name==version`` lines).
+
+    Linear in the text: each line is read left to right once (no backtracking pattern). Text past
+    :data:`PIN_FILE_CAP` characters is ignored.
+    """
     pins = {}
-    for line in text.splitlines():
-        match = _PIN.match(line)
-        if match:
-            name = match.group(1).lower().split("[")[0]
-            if name not in ("python", "pip"):
-                pins[name] = match.group(3)
-            elif name == "python":
-                pins["python"] = match.group(3)
+    for line in text[:PIN_FILE_CAP].splitlines():
+        pin = _parse_pin(line)
+        if pin is None:
+            continue
+        name, version = pin
+        name = name.lower().split("[")[0]
+        if name not in ("python", "pip"):
+            pins[name] = version
+        elif name == "python":
+            pins["python"] = version
     return pins
+
+
+def _parse_pin(line: str) -> tuple[str, str] | None:
+    """``(name, version)`` of one ``[- ]name <op> version`` line; each step a single greedy character class."""
+    rest = line.lstrip()
+    if rest.startswith("-"):
+        rest = rest[1:].lstrip()
+    name = _PIN_NAME.match(rest)
+    if name is None:
+        return None
+    rest = rest[name.end() :].lstrip()
+    operator = next((op for op in _PIN_OPERATORS if rest.startswith(op)), None)
+    if operator is None:
+        return None
+    version = _PIN_VERSION.match(rest[len(operator) :].lstrip())
+    return (name.group(), version.group()) if version else None
 
 
 # ---------------------------------------------------------------------------------------------------

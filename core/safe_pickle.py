@@ -57,7 +57,6 @@ __all__ = [
     "SafeLoadResult",
     "audit_object",
     "default_policy",
-    "list_globals",
     "safe_load",
     "type_name_allowed",
 ]
@@ -891,8 +890,11 @@ def looks_like_pickle(data: bytes) -> bool:
     )
 
 
-def _decompress(data: bytes, kind: str, cap: int) -> bytes:
-    """Decompress a joblib stream, refusing output larger than cap bytes."""
+def _inflate(data: bytes, kind: str, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of a compressed stream's output, and whether that is all of it.
+
+    The incremental decompressors' ``max_length`` bounds the work and memory by ``limit`` whatever the input.
+    """
     if kind == "lz4":
         try:
             import lz4.frame
@@ -902,15 +904,24 @@ def _decompress(data: bytes, kind: str, cap: int) -> bytes:
                 "install it (pip install lz4) or re-save the model without lz4.",
                 package="lz4",
             ) from exc
-        out = lz4.frame.LZ4FrameDecompressor().decompress(data, max_length=cap + 1)
+        decompressor = lz4.frame.LZ4FrameDecompressor()
+        out = decompressor.decompress(data, max_length=limit)
     elif kind == "bz2":
-        out = bz2.BZ2Decompressor().decompress(data, max_length=cap + 1)
+        decompressor = bz2.BZ2Decompressor()
+        out = decompressor.decompress(data, max_length=limit)
     elif kind in ("xz", "lzma"):
         fmt = lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE
-        out = lzma.LZMADecompressor(format=fmt).decompress(data, max_length=cap + 1)
+        decompressor = lzma.LZMADecompressor(format=fmt)
+        out = decompressor.decompress(data, max_length=limit)
     else:
-        wbits = 31 if kind == "gzip" else 15
-        out = zlib.decompressobj(wbits).decompress(data, cap + 1)
+        decompressor = zlib.decompressobj(31 if kind == "gzip" else 15)
+        out = decompressor.decompress(data, limit)
+    return out, bool(decompressor.eof) or len(out) < limit
+
+
+def _decompress(data: bytes, kind: str, cap: int) -> bytes:
+    """Decompress a joblib stream, refusing output larger than cap bytes."""
+    out, _ = _inflate(data, kind, cap + 1)
     if len(out) > cap:
         raise ModelLoadError(
             f"The model file expands to more than {cap // 2**20} MB when decompressed; "
@@ -919,7 +930,8 @@ def _decompress(data: bytes, kind: str, cap: int) -> bytes:
     return out
 
 
-def _open_stream(data: bytes, cap: int) -> tuple[bytes, str]:
+def _container(data: bytes) -> str:
+    """``pickle`` or the joblib compressor a stream starts with; legacy ``ZF`` files refused."""
     if data.startswith(b"ZF"):
         raise UnsafeModelError(
             "This is a legacy joblib (<0.9) 'ZF' file, which ModelLens refuses: it is read by a different, "
@@ -927,16 +939,54 @@ def _open_stream(data: bytes, cap: int) -> tuple[bytes, str]:
             ["joblib legacy ZF container"],
         )
     if data[:1] == b"\x80":
-        return data, "pickle"
+        return "pickle"
     for magic, kind in _JOBLIB_MAGIC:
         if data.startswith(magic):
-            try:
-                return _decompress(data, kind, cap), f"joblib/{kind}"
-            except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
-                raise ModelLoadError(f"The {kind}-compressed model file is damaged or truncated ({exc}).") from exc
+            return kind
     if data[:1] in _PROTOCOL0_STARTS:
-        return data, "pickle"
+        return "pickle"
     raise ModelLoadError("This file is not a pickle or joblib model (its first bytes do not match either format).")
+
+
+def _damaged(kind: str, exc: Exception) -> ModelLoadError:
+    return ModelLoadError(f"The {kind}-compressed model file is damaged or truncated ({exc}).")
+
+
+_INFLATE_ERRORS = (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError)
+
+
+def _open_stream(data: bytes, cap: int) -> tuple[bytes, str]:
+    kind = _container(data)
+    if kind == "pickle":
+        return data, "pickle"
+    try:
+        return _decompress(data, kind, cap), f"joblib/{kind}"
+    except _INFLATE_ERRORS as exc:
+        raise _damaged(kind, exc) from exc
+
+
+def open_prefix(data: bytes, limit: int) -> tuple[bytes, str, bool]:
+    """The first ``limit`` bytes of the pickle stream inside a file, without decompressing more than that.
+
+    For a bounded look in the server (:mod:`core.pickle_scan`); the worker reads whole streams.
+
+    Returns:
+        The prefix, the container (``pickle`` or ``joblib/<compressor>``) and whether the prefix is the whole
+        stream.
+
+    Raises:
+        UnsafeModelError: A legacy joblib ``ZF`` file.
+        MissingDependencyError: lz4 is needed and not installed.
+        ModelLoadError: Not a pickle, or a damaged compressed stream.
+    """
+    kind = _container(data)
+    if kind == "pickle":
+        return data[:limit], "pickle", len(data) <= limit
+    try:
+        out, whole = _inflate(data, kind, limit)
+    except _INFLATE_ERRORS as exc:
+        raise _damaged(kind, exc) from exc
+    return out, f"joblib/{kind}", whole
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1126,80 +1176,3 @@ def _validate_native_state(obj: object, u: SafeUnpickler) -> None:
         ok = ok and (nodes["feature_idx"][inner] >= 0).all()
         if not ok:
             u.resolver.refuse("HistGradientBoosting TreePredictor (node indices out of bounds)", "tampered tree")
-
-
-# ---------------------------------------------------------------------------------------------------
-# static scan (for detection only: never a security decision)
-
-
-def list_globals(data: bytes, cap: int = 1024 * 1024 * 1024) -> list[tuple[str, str]]:
-    """List the globals a pickle names, without unpickling it (best effort, for detection only).
-
-    A symbolic stack machine over :func:`pickletools.genops`: strings are tracked through the stack and
-    the memo so STACK_GLOBAL names are resolved from the values really on the stack. Raw joblib array
-    bytes end the scan early. Use this to recognise a model family (e.g. Azure AutoML) before choosing a
-    worker, never to decide whether a file is safe: the safe loader decides that.
-    """
-    import pickletools
-
-    try:
-        stream, _ = _open_stream(data, cap)
-    except (ModelLoadError, UnsafeModelError):
-        return []
-    found: list[tuple[str, str]] = []
-    stack: list[object] = []
-    memo: dict[int, object] = {}
-    mark = object()
-    try:
-        for op, arg, _pos in pickletools.genops(io.BytesIO(stream)):
-            _symbolic_step(op, arg, stack, memo, mark, found)
-            if op.name == "STOP":
-                break
-    except Exception:  # noqa: BLE001 - detection is best effort; the safe loader decides
-        log.debug("static scan stopped early", exc_info=True)
-    return list(dict.fromkeys(found))
-
-
-_STRING_OPS = {
-    "SHORT_BINUNICODE",
-    "BINUNICODE",
-    "UNICODE",
-    "BINUNICODE8",
-    "STRING",
-    "BINSTRING",
-    "SHORT_BINSTRING",
-}
-
-
-def _symbolic_step(op, arg, stack: list, memo: dict, mark: object, found: list) -> None:
-    import pickletools
-
-    name = op.name
-    if name == "GLOBAL":
-        module, attr = arg.split(" ", 1)
-        found.append((module, attr))
-        stack.append(None)
-    elif name == "STACK_GLOBAL":
-        attr, module = stack.pop(), stack.pop()
-        if isinstance(module, str) and isinstance(attr, str):
-            found.append((module, attr))
-        stack.append(None)
-    elif name in _STRING_OPS:
-        stack.append(arg)
-    elif name == "MEMOIZE":
-        memo[len(memo)] = stack[-1]
-    elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-        memo[arg] = stack[-1]
-    elif name in ("GET", "BINGET", "LONG_BINGET"):
-        stack.append(memo.get(arg))
-    elif name == "MARK":
-        stack.append(mark)
-    else:
-        before = list(op.stack_before)
-        if before[-2:] == [pickletools.markobject, pickletools.stackslice]:
-            while stack and stack.pop() is not mark:
-                pass
-            before = before[:-2]
-        for _ in before:
-            stack.pop()
-        stack.extend([None] * len(op.stack_after))

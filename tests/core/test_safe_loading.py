@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
-from core.safe_pickle import list_globals, safe_load
+from core.pickle_scan import list_globals
+from core.safe_pickle import safe_load
 from tests.conftest import SHARED
 from tests.core import attacks, zoo
 
