@@ -47,6 +47,8 @@ class Settings:
         dask_scheduler: Address of a Dask scheduler for full-table work. ``MODELLENS_DASK_SCHEDULER``.
         automl_python: Python 3.9/3.10 interpreter for the AutoML runtime. ``MODELLENS_AUTOML_PYTHON``.
         read_only: Serve the demos and share links only: no uploads. ``MODELLENS_READ_ONLY=1``.
+        allow_unsandboxed: Open models even where the OS sandbox cannot be set up (an operator's explicit
+            choice; every page then shows a warning). ``MODELLENS_ALLOW_UNSANDBOXED=1``.
         login_for: Require login to upload (share links stay viewable by link).
             ``MODELLENS_LOGIN_FOR=uploads`` (default) or ``all``.
     """
@@ -65,6 +67,7 @@ class Settings:
     dask_scheduler: str | None = None
     automl_python: str | None = None
     read_only: bool = False
+    allow_unsandboxed: bool = False
     login_for: str = "uploads"
 
     @classmethod
@@ -94,5 +97,6 @@ class Settings:
             dask_scheduler=env.get("MODELLENS_DASK_SCHEDULER") or None,
             automl_python=env.get("MODELLENS_AUTOML_PYTHON") or None,
             read_only=env.get("MODELLENS_READ_ONLY", "").strip().lower() in _TRUE,
+            allow_unsandboxed=env.get("MODELLENS_ALLOW_UNSANDBOXED", "").strip().lower() in _TRUE,
             login_for=login_for,
         )

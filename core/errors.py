@@ -10,6 +10,7 @@ Hierarchy::
     │   └── SchemaError             the table does not have the columns the model needs
     ├── ExplanationError            an explanation is malformed or does not add up
     ├── WorkerError                 the model's worker process crashed, timed out or ran out of memory
+    │   └── SandboxError            this server cannot sandbox model workers, so it refuses uploads
     ├── CancelledError              the user cancelled a long computation
     └── ShareError                  a share link is unknown, malformed or expired
 
@@ -26,6 +27,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelLensError",
     "ModelLoadError",
+    "SandboxError",
     "SchemaError",
     "ShareError",
     "UnsafeModelError",
@@ -91,6 +93,10 @@ class ExplanationError(ModelLensError):
 
 class WorkerError(ModelLensError):
     """The worker process that holds the model failed: crash, timeout or memory limit."""
+
+
+class SandboxError(WorkerError):
+    """This server cannot confine model workers (no Landlock, no seccomp), so it refuses to open uploads."""
 
 
 class CancelledError(ModelLensError):

@@ -49,7 +49,9 @@ class ModelHandle:
 
     def worker(self, index: int = 0) -> ModelWorker:
         """The index-th worker of this model, started and loaded."""
-        worker = self.pool.get(self.key, lambda: ModelWorker(self.settings, label="model"), index)
+        worker = self.pool.get(
+            self.key, lambda: ModelWorker(self.settings, label="model", spawns=self.automl_python), index
+        )
         with worker.lock:
             if not worker.alive or worker.info.get("loaded") != self.sha256:
                 worker.start()
@@ -62,6 +64,8 @@ class ModelHandle:
                     automl_python=self.automl_python,
                 )
                 worker.info["loaded"] = self.sha256
+                runtime = worker.info["card"].setdefault("runtime", {})
+                runtime["sandbox"] = worker.sandbox
             self.card = worker.info["card"]
         return worker
 
@@ -175,6 +179,20 @@ class LoadedModel:
             for row in details.get("featurization") or []
         ]
         return members, featurization
+
+    @property
+    def isolation(self) -> str:
+        """One sentence on the OS sandbox the model runs in (for the model card)."""
+        reports = [self.runtime.get("sandbox"), self.runtime.get("runtime_sandbox")]
+        reports = [r for r in reports if r is not None]
+        if not reports or not all(r.get("active") for r in reports):
+            return "Not sandboxed: this server was told to open models without the OS sandbox."
+        first = reports[0]
+        layers = [f"Landlock ABI {first['landlock']}", "seccomp", "no capabilities"]
+        if first.get("namespaces"):
+            layers.append("own " + "/".join(first["namespaces"]) + " namespaces")
+        where = "its worker and the AutoML runtime's" if len(reports) > 1 else "its worker"
+        return f"Sandboxed in {where}: {', '.join(layers)}; checked: " + ", ".join(first["verified"]) + " fail."
 
     @property
     def is_classifier(self) -> bool:

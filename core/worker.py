@@ -1,8 +1,11 @@
 """Model workers: each uploaded model lives in its own resource-limited process, never in the server.
 
 The server talks to a worker over its stdin/stdout with plain-data messages (:mod:`core.wire`). A worker
-has an address-space cap and a per-request CPU-time limit (set by the worker itself before it reads a
-model), an environment without secrets, and a wall-clock deadline enforced here. When it crashes (a
+runs in the OS sandbox (:mod:`core.sandbox`) with a private scratch directory made here and deleted when
+it stops; it has an address-space cap and a per-request CPU-time limit (set by the worker itself before it
+reads a model), an environment with nothing but its own settings, and a wall-clock deadline enforced here.
+A worker whose sandbox does not hold is stopped before it sees a model (:class:`~core.errors.SandboxError`)
+unless the operator set ``MODELLENS_ALLOW_UNSANDBOXED=1``. When it crashes (a
 segfault in native code from a tampered tree, memory exhausted, time limit), the request fails with a
 :class:`~core.errors.WorkerError` that says what happened; the server and other sessions carry on, and the
 next request starts a fresh worker. Idle workers are reaped by :class:`WorkerPool`.
@@ -17,10 +20,12 @@ import contextlib
 import logging
 import os
 import select
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -28,18 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import errors, wire
+from core import errors, sandbox, wire
 from core.config import Settings
 
 __all__ = ["ModelWorker", "WorkerPool", "close_default_pool", "default_pool"]
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_ENV_KEEP = (
-    *("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "NUMBA_CACHE_DIR"),
-    *("MODELLENS_HOME", "MODELLENS_LOG_LEVEL"),
-)
+_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "NUMBA_CACHE_DIR", "MODELLENS_LOG_LEVEL", "MODELLENS_ALLOW_UNSANDBOXED")
 _SIGNALS = {
     signal.SIGSEGV: "crashed in native code (segmentation fault)",
     signal.SIGBUS: "crashed in native code (bus error)",
@@ -50,14 +51,26 @@ _SIGNALS = {
 }
 
 
-def _worker_env(settings: Settings, extra: dict[str, str] | None) -> dict[str, str]:
+def _worker_env(settings: Settings, scratch: Path, spec: dict[str, str]) -> dict[str, str]:
+    """Nothing of the server's environment but locale and thread settings: no secrets, no paths."""
     env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.endswith("_NUM_THREADS")}
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = str(_import_root(scratch))
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["MODELLENS_WORKER_MEMORY_MB"] = str(settings.worker_memory_mb)
     env["MODELLENS_WORKER_CPU_SECONDS"] = str(settings.worker_cpu_seconds)
-    env.update(extra or {})
+    env.update(spec)
     return env
+
+
+def _import_root(scratch: Path) -> Path:
+    """A folder holding only ``core`` (a link), so the worker imports ModelLens without reading the checkout."""
+    root = scratch / "python"
+    root.mkdir(exist_ok=True)
+    link = root / "core"
+    if not link.exists():
+        link.symlink_to(sandbox.CORE_DIR, target_is_directory=True)
+    return root
 
 
 class ModelWorker:
@@ -66,8 +79,9 @@ class ModelWorker:
     Args:
         settings: Limits (memory, CPU time) and paths.
         command: The worker command (default: this Python running :mod:`core.worker_main`).
-        extra_env: Extra environment variables for the worker.
         label: A name for logs and messages.
+        spawns: The interpreter this worker may start (the Azure AutoML runtime's), if any; its trees
+            become readable and it alone becomes executable in the sandbox.
     """
 
     def __init__(
@@ -75,13 +89,14 @@ class ModelWorker:
         settings: Settings | None = None,
         *,
         command: list[str] | None = None,
-        extra_env: dict[str, str] | None = None,
         label: str = "model",
+        spawns: str | None = None,
     ):
         self.settings = settings or Settings.from_env()
         self.command = command or [sys.executable, "-m", "core.worker_main"]
-        self.extra_env = extra_env
         self.label = label
+        self.spawns = spawns
+        self.scratch: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self.last_used = time.monotonic()
@@ -95,26 +110,59 @@ class ModelWorker:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 120.0) -> None:
-        """Start the process and wait until it has imported its libraries."""
+        """Start the process, wait until it has imported its libraries and confined itself.
+
+        Raises:
+            SandboxError: The worker's sandbox does not hold and the operator did not allow that.
+            WorkerError: The worker did not start.
+        """
         with self.lock:
             if self.alive:
                 return
+            self._remove_scratch()
+            self.scratch = Path(tempfile.mkdtemp(prefix="modellens-worker-"))
+            read, execute = _runtime_trees(self.spawns) if self.spawns else ((), ())
+            spec = sandbox.spec_env(self.scratch, read=read, execute=execute)
             self.proc = subprocess.Popen(  # noqa: S603 - fixed command, no shell
                 self.command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                env=_worker_env(self.settings, self.extra_env),
-                cwd=str(PROJECT_ROOT),
+                env=_worker_env(self.settings, self.scratch, spec),
+                cwd=str(self.scratch),
                 process_group=0,
             )
             self.info = self._receive(time.monotonic() + timeout)
-            log.info("worker %s started (pid %s)", self.label, self.proc.pid)
+            log.info("worker %s started (pid %s), sandbox %s", self.label, self.proc.pid, self.info.get("sandbox"))
+            self._require_sandbox()
+
+    def _require_sandbox(self) -> None:
+        report = self.info.get("sandbox") or {}
+        if report.get("active") or self.settings.allow_unsandboxed:
+            return
+        self.close()
+        why = "; ".join(report.get("problems") or ["the worker reported no sandbox"])
+        raise errors.SandboxError(
+            f"This server cannot sandbox model workers ({why}), so it does not open models. Run it on Linux "
+            "5.13 or newer with Landlock enabled (see SECURITY.md), or set MODELLENS_ALLOW_UNSANDBOXED=1 to "
+            "accept the risk on a machine only you use."
+        )
+
+    @property
+    def sandbox(self) -> dict[str, Any] | None:
+        """The layers the worker reported when it started (None for an unsandboxed worker)."""
+        return self.info.get("sandbox")
+
+    def _remove_scratch(self) -> None:
+        scratch, self.scratch = self.scratch, None
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def close(self) -> None:
         """Stop the process (politely, then by force)."""
         with self.lock:
             proc, self.proc = self.proc, None
         if proc is None:
+            self._remove_scratch()
             return
         try:
             if proc.poll() is None and proc.stdin:
@@ -127,6 +175,7 @@ class ModelWorker:
         for stream in (proc.stdin, proc.stdout):
             if stream:
                 stream.close()
+        self._remove_scratch()
 
     # -- requests ------------------------------------------------------------------------------------
     def call(self, op: str, timeout: float | None = None, **payload: Any) -> Any:
@@ -206,6 +255,13 @@ class ModelWorker:
         )
 
 
+def _runtime_trees(python: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a worker that starts another interpreter must read (its venv and base install) and execute."""
+    venv = Path(python).parent.parent
+    base = Path(os.path.realpath(python)).parent.parent
+    return (str(venv), str(base)), (python,)
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -220,6 +276,7 @@ _ERRORS: dict[str, Callable[..., errors.ModelLensError]] = {
     "DataError": errors.DataError,
     "ExplanationError": errors.ExplanationError,
     "WorkerError": errors.WorkerError,
+    "SandboxError": errors.SandboxError,
     "CancelledError": errors.CancelledError,
     "EngineMissing": errors.EngineMissing,
 }

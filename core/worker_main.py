@@ -1,9 +1,12 @@
 """The model worker process: ``python -m core.worker_main``.
 
 Reads plain-data requests on stdin and answers on stdout (:mod:`core.wire`); the model it loads never
-leaves this process. Before anything else it caps its own address space and, before each request, its
-CPU time (``SIGXCPU`` ends a runaway request; the server sees the crash and reports it). stdout is kept
-for the protocol: anything a library prints goes to stderr (the server log).
+leaves this process. Before anything else it moves into its own namespaces and caps its address space;
+after importing its libraries, and before reading the first request, it confines itself with the OS
+sandbox (:mod:`core.sandbox`: Landlock, seccomp, no capabilities) and reports which layers hold in its
+first message. Before each request it caps its CPU time (``SIGXCPU`` ends a runaway request; the server
+sees the crash and reports it). stdout is kept for the protocol: anything a library prints goes to stderr
+(the server log).
 """
 
 from __future__ import annotations
@@ -74,6 +77,12 @@ def _error_reply(exc: BaseException) -> dict[str, Any]:
 
 def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], Any], info: Callable[[], Any]) -> None:
     """The request loop shared by every worker kind (this one, and the Azure AutoML runtime's)."""
+    from core import sandbox
+
+    report = sandbox.SandboxReport()
+    spec = sandbox.spec_from_env()
+    if spec is not None:
+        sandbox.enter_early(report)
     _set_memory_limit()
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # library prints must not corrupt the protocol
@@ -87,7 +96,11 @@ def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], An
     from core import wire
 
     warm_up()
-    wire.write_message(protocol_out, {"ok": True, "result": info()})
+    if spec is not None:
+        sandbox.confine(spec, report)
+        log.info("sandbox: %s", report.as_dict())
+    sandbox.watch_parent()
+    wire.write_message(protocol_out, {"ok": True, "result": {**info(), "sandbox": report.as_dict() if spec else None}})
     state = WorkerState()
     cpu_budget = int(os.environ.get("MODELLENS_WORKER_CPU_SECONDS", "600") or 600)
     stdin = sys.stdin.buffer

@@ -116,7 +116,7 @@ def _load_automl(state: Any, data: bytes, filename: str, trusted: bool, max_byte
         sha256=model_io.sha256_of(data),
         filename=filename,
         trusted=trusted,
-        runtime={**model.worker.info, "engine": runtime_info()},
+        runtime={**model.worker.info, "engine": runtime_info(), "runtime_sandbox": model.worker.sandbox},
     )
     if state.model is not None and hasattr(state.model, "close"):
         state.model.close()

@@ -48,6 +48,7 @@ def model_card(model: LoadedModel, *, compact: bool = False) -> None:
     n = model.n_features if model.n_features is not None else "?"
     named = "named columns" if model.feature_names is not None else "unnamed columns (matched by position)"
     st.caption(f"{n} input {named} · file {md(model.filename)} ({md(model.format)}) · sha256 {model.sha256[:12]}…")
+    st.caption(f":material/shield: {md(model.isolation)}")
     if compact:
         return
     if model.automl:

@@ -20,6 +20,11 @@ def render_sidebar(*, page: str = "") -> None:
     """Draw the sidebar and start (or reuse) the explanation; ``page`` is the shown page's url_path."""
     app = state.get()
     st.markdown("## :material/center_focus_strong: ModelLens")
+    if loaders.settings().allow_unsandboxed:
+        st.warning(
+            "Unsandboxed: this server opens models without the OS sandbox (MODELLENS_ALLOW_UNSANDBOXED). "
+            "A file that slips past the allowlist could read or write what the server can. Trusted files only."
+        )
     if loaders.settings().trust_pickles:
         st.warning("Trusted mode: pickles load without the safe loader. Only for files you trust, on your own machine.")
     if app.share_id:

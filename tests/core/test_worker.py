@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import time
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,10 +17,12 @@ from core.worker import WorkerPool
 from tests.core import crashers
 
 FRAME = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+cloudpickle.register_pickle_by_value(crashers)  # the sandboxed worker cannot import the tests package
 
 
 def _load(cls, pool, settings=None):
-    return load_model(pickle.dumps(cls()), f"{cls.__name__}.pkl", trusted=True, pool=pool, settings=settings)
+    data = cloudpickle.dumps(cls())
+    return load_model(data, f"{cls.__name__}.pkl", trusted=True, pool=pool, settings=settings)
 
 
 def test_segfault_in_predict_is_a_clear_error_and_the_next_request_gets_a_fresh_worker(pool):
@@ -85,10 +88,10 @@ def test_idle_workers_are_reaped(pool):
     np.testing.assert_array_equal(model.predict(FRAME, "raw")[:, 0], [4.0, 6.0])  # reloads transparently
 
 
-def test_worker_environment_has_no_secrets(pool, monkeypatch):
+def test_worker_environment_has_no_secrets(pool, monkeypatch, tmp_path):
     monkeypatch.setenv("MODELLENS_PASSWORD", "hunter2")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "abc")
     from core.worker import _worker_env
 
-    env = _worker_env(Settings.from_env(), None)
+    env = _worker_env(Settings.from_env(), tmp_path, {})
     assert "MODELLENS_PASSWORD" not in env and "AWS_SECRET_ACCESS_KEY" not in env
