@@ -10,9 +10,10 @@ The client never collects rows: it follows progress and, at the end, writes ``su
 data fingerprint, method, units, rows done, per-feature mean |value| and mean value, timings) atomically.
 
 The model travels as bytes inside every task (never ``scatter``: a lost worker must not lose the model) and
-is loaded once per worker process through the same safe loader, cached by sha256; inner libraries run with
-one thread. Sampling explainers are seeded per row id, so values do not depend on the partitioning. A
-``_manifest.json`` records the model, the data fingerprint, the settings and the task boundaries:
+is loaded once per Dask worker process into a sandboxed model worker (the same safe loader and OS sandbox as
+the dashboard's), cached by sha256; the engine there runs with one thread. Sampling explainers are seeded
+per row id, so values do not depend on the partitioning. A ``_manifest.json`` records the model, the data
+fingerprint, the settings and the task boundaries:
 ``resume=True`` computes only missing tasks and refuses another model, data file or settings.
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import CancelledError, DataError, MissingDependencyError, ModelLensError
+from core.errors import CancelledError, DataError, ModelLensError
 
 __all__ = ["BatchJob", "BatchProgress", "BatchResult", "data_fingerprint", "explain_task"]
 
@@ -127,38 +128,43 @@ def open_table(url: str, storage_options: dict[str, Any] | None = None) -> Any:
 # worker side
 
 
-_ENGINES: dict[str, Any] = {}  # per worker process: models are loaded once, by sha256 + settings
+_ENGINES: dict[str, Any] = {}  # per Dask worker process: one sandboxed model worker per model and settings
+
+
+class _SandboxedEngine:
+    """The engine of a Dask task, in a sandboxed model worker that this Dask worker process starts.
+
+    The Dask worker itself never unpickles an upload: it holds only the bytes and talks plain data to a model
+    worker (:mod:`core.worker`, inside :mod:`core.sandbox`), started once per model and reused by every task
+    it runs (an Azure AutoML model gets its runtime worker from there, as in the dashboard).
+    """
+
+    def __init__(self, spec: dict[str, Any]):
+        from core.explain import _RemoteBackend
+        from core.models import load_model
+
+        model = load_model(spec["model"], spec["model_name"], trusted=spec["trusted"])
+        self.backend = _RemoteBackend(model, spec["background"], spec["output"], 1, spec["seed"])
+        info = self.backend.info
+        self.method_name: str = info["method"]
+        self.output: str = info["output"]
+        self.classes: list[Any] | None = info["classes"]
+        self.binary_single: bool = bool(info["binary_single"])
+
+    def explain(self, frame: pd.DataFrame, row_ids: np.ndarray) -> Any:
+        from core.engine import EngineResult
+
+        out = self.backend.explain(frame, row_ids)
+        return EngineResult(out["values"], out["base"], out["prediction"], out.get("engineered"))
 
 
 def _engine(spec: dict[str, Any]) -> Any:
-    from core import model_io
-    from core.engine import Engine
-
     model, background, output, seed = spec["model"], spec["background"], spec["output"], spec["seed"]
     key = hashlib.sha256(model).hexdigest() + f"|{output}|{seed}|" + str(pd.util.hash_pandas_object(background).sum())
     engine = _ENGINES.get(key)
     if engine is None:
-        if spec.get("automl"):  # an Azure AutoML model: this Dask worker starts its own runtime worker
-            obj = _automl_model(spec)
-        else:
-            obj, _ = model_io.read_model(model, spec["model_name"], trusted=spec["trusted"])
-        engine = _ENGINES[key] = Engine(obj, background, output=output, n_threads=1, seed=seed)
+        engine = _ENGINES[key] = _SandboxedEngine(spec)
     return engine
-
-
-def _automl_model(spec: dict[str, Any]) -> Any:
-    from core import automl, runtimes
-
-    record = runtimes.get_runtime(runtimes.runtimes_root(), spec["automl"])
-    if record is None:
-        raise MissingDependencyError(
-            f"This Dask worker has no Azure AutoML runtime: run `modellens runtime install azureml-automl "
-            f"--version {spec['automl']}` on every worker (or set MODELLENS_RUNTIMES to a shared folder).",
-            package="azureml-automl-runtime",
-        )
-    return automl.open_model(
-        spec["model"], spec["model_name"], python=str(record.python_executable), trusted=spec["trusted"]
-    )
 
 
 def _class_column(engine: Any, class_label: Any) -> tuple[int, bool]:

@@ -57,6 +57,7 @@ def _worker_env(settings: Settings, scratch: Path, spec: dict[str, str]) -> dict
     env["PYTHONPATH"] = str(_import_root(scratch))
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["JOBLIB_MULTIPROCESSING"] = "0"  # a model's n_jobs runs as threads: the sandbox starts no processes
     env["MODELLENS_WORKER_MEMORY_MB"] = str(settings.worker_memory_mb)
     env["MODELLENS_WORKER_CPU_SECONDS"] = str(settings.worker_cpu_seconds)
     env.update(spec)
