@@ -141,10 +141,13 @@ def _align_by_position(model: Any, frame: pd.DataFrame, target: str | None, noti
 def _coerce(model: Any, frame: pd.DataFrame, notices: list[str]) -> pd.DataFrame:
     kinds = getattr(model, "input_kinds", {}) or {}
     categories = getattr(model, "categories", {}) or {}
+    catboost = getattr(model, "library", None) == "CatBoost"
     for col in frame.columns:
         kind = kinds.get(col, "numeric" if kinds else None)
         series = frame[col]
-        if kind in ("categorical", "category"):
+        if kind in ("categorical", "category") and catboost:
+            frame[col] = _as_catboost_text(col, series, notices)
+        elif kind in ("categorical", "category"):
             frame[col] = _as_category(col, series, categories.get(col), notices, dtype=kind == "category")
         elif kind == "numeric" or (kind is None and _mostly_numeric(series)):
             frame[col] = _as_number(col, series, notices)
@@ -211,8 +214,35 @@ def _as_category(col: str, series: pd.Series, known: list[Any] | None, notices: 
     if known:
         unknown = values.notna() & ~values.isin(known)
         if unknown.any():
-            notices.append(f"Column {col!r}: {int(unknown.sum())} value(s) were not seen in training.")
+            example = str(values[unknown].iloc[0])[:30]
+            handled = "they are read as missing values" if dtype else "the model treats them as unknown categories"
+            notices.append(
+                f"Column {col!r}: {int(unknown.sum())} value(s) were not seen in training (such as {example!r}); "
+                f"{handled}."
+            )
     if dtype:
         cats = known if known else sorted(values.dropna().unique().tolist(), key=str)
         return pd.Series(pd.Categorical(values, categories=cats), index=series.index)
     return values
+
+
+def _as_catboost_text(col: str, series: pd.Series, notices: list[str]) -> pd.Series:
+    """CatBoost's categorical input: text (it reads the integer 3 and the text '3' as one category).
+
+    CatBoost refuses real numbers and missing values in categorical columns, so integral numbers are written
+    as integers and a missing value is passed as the text ``'nan'`` (what ``astype(str)`` writes), with a notice.
+    """
+    missing = series.isna()
+
+    def text(value: Any) -> str:
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    values = series.astype(object).map(text, na_action="ignore")
+    if missing.any():
+        notices.append(
+            f"Column {col!r}: {int(missing.sum())} missing value(s) are passed to CatBoost as the category 'nan' "
+            "(CatBoost cannot read a missing category)."
+        )
+    return values.where(~missing, "nan").astype(object)

@@ -294,7 +294,9 @@ class Engine:
         self.plan = None
         predict = output_function(self.model, self.output, self.task)
         bg = background.head(PERMUTATION_BACKGROUND).reset_index(drop=True)
-        return PermutationMethod(lambda frame: predict(self.to_input(frame)), bg, seed=self.seed)
+        # a binary classifier's margin is one column (its positive class): the negative class is derived from it
+        single = self.task == "binary" and predict(self.to_input(bg.head(1))).shape[1] == 1
+        return PermutationMethod(lambda frame: predict(self.to_input(frame)), bg, seed=self.seed, binary_single=single)
 
     def _engineer(self, frame: pd.DataFrame) -> Any:
         X = self.to_input(frame)

@@ -111,33 +111,54 @@ def n_features_of(model: Any) -> int | None:
 
 
 def input_kinds(model: Any, names: list[str] | None) -> tuple[dict[str, str], dict[str, list[Any]]]:
-    """Which input columns the model treats as categorical, with their known categories.
+    """Which input columns the model treats as categorical, with their levels, read from the library's record.
+
+    Encoders of a Pipeline's ColumnTransformer (``OneHotEncoder``, ``OrdinalEncoder``, ``TargetEncoder``)
+    give their ``categories_`` to the columns routed to them; boosters give their own record: LightGBM its
+    ``pandas_categorical`` lists placed on its categorical feature indices, XGBoost its feature types and
+    stored categories, CatBoost its ``cat_features``, HistGradientBoosting its ``is_categorical_`` and the
+    categories of its internal ordinal encoder.
 
     Returns:
-        (kinds, categories): kinds maps column -> ``numeric``, ``categorical`` (plain values for an encoder)
-        or ``category`` (a pandas category dtype, for boosters' native categorical support).
+        (kinds, categories): kinds maps column -> ``numeric``, ``categorical`` (plain values: encoders,
+        CatBoost, integer-coded categories) or ``category`` (the model expects a pandas category dtype with
+        exactly these levels, in this order); categories maps a categorical column to its known levels.
     """
     kinds = dict.fromkeys(names or [], "numeric")
     categories: dict[str, list[Any]] = {}
     first = model.steps[0][1] if type(model).__name__ == "Pipeline" else model
-    if type(first).__name__ == "ColumnTransformer":
+    if type(first).__name__ == "ColumnTransformer" and names:
         for _, trans, cols in getattr(first, "transformers_", []):
-            leaf = final_estimator(trans) if not isinstance(trans, str) else None
-            encoder = _first_encoder(trans)
-            if encoder is None or isinstance(cols, slice) or leaf is None:
+            encoder = _first_encoder(trans) if not isinstance(trans, str) else None
+            if encoder is None:
                 continue
-            for i, col in enumerate(cols if isinstance(cols, list) else list(np.atleast_1d(cols))):
-                if isinstance(col, str) and col in kinds:
-                    kinds[col] = "categorical"
-                    cats = getattr(encoder, "categories_", None)
-                    if cats is not None and i < len(cats):
-                        categories[col] = [to_plain(c) for c in cats[i].tolist() if c == c]
+            cats = getattr(encoder, "categories_", None)
+            for i, col in enumerate(_routed_columns(cols, names)):
+                kinds[col] = "categorical"
+                if cats is not None and i < len(cats):
+                    categories[col] = [to_plain(c) for c in np.asarray(cats[i]).tolist() if c == c and c is not None]
     est = final_estimator(model)
-    for col, cats in _native_categoricals(est, names).items():
-        kinds[col] = "category" if not type(est).__module__.startswith("catboost") else "categorical"
-        if cats:
+    if est is model or type(first).__name__ != "ColumnTransformer":
+        for col, (kind, cats) in _native_categoricals(est, names).items():
+            kinds[col] = kind
             categories[col] = cats
     return kinds, categories
+
+
+def _routed_columns(cols: Any, names: list[str]) -> list[str]:
+    """The input columns a ColumnTransformer sends to one transformer (names, positions or a boolean mask)."""
+    if isinstance(cols, slice):
+        return names[cols]
+    items = list(np.atleast_1d(cols)) if not isinstance(cols, list) else cols
+    if items and all(isinstance(c, (bool, np.bool_)) for c in items):
+        return [n for n, flag in zip(names, items, strict=False) if flag]
+    out = []
+    for c in items:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            out.append(names[int(c)])
+        elif str(c) in names:
+            out.append(str(c))
+    return out
 
 
 def _first_encoder(trans: Any) -> Any:
@@ -148,33 +169,51 @@ def _first_encoder(trans: Any) -> Any:
     return None
 
 
-def _native_categoricals(est: Any, names: list[str] | None) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
+def _native_categoricals(est: Any, names: list[str] | None) -> dict[str, tuple[str, list[Any]]]:
+    """Column -> (kind, levels) for a booster's native categorical inputs."""
     module = type(est).__module__
-    if module.startswith("lightgbm") and names:
+    if not names:
+        return {}
+    if module.startswith("lightgbm"):
+        from core.lgb_trees import categorical_inputs
+
         booster = est.booster_ if hasattr(est, "booster_") else est
-        pandas_cats = getattr(booster, "pandas_categorical", None) or []
-        cat_idx = [i for i, t in enumerate(_lgb_categorical_flags(booster)) if t]
-        for i, cats in zip(cat_idx, pandas_cats, strict=False):
-            out[names[i]] = [to_plain(c) for c in cats]
-    elif module.startswith("catboost") and names:
-        for i in est.get_cat_feature_indices():
-            out[names[i]] = []
-    elif module.startswith("sklearn.ensemble") and names and getattr(est, "is_categorical_", None) is not None:
-        for i, flag in enumerate(est.is_categorical_):
-            if flag:
-                out[names[i]] = []
-    elif module.startswith("xgboost") and names:
+        return {names[i]: v for i, v in categorical_inputs(booster).items() if i < len(names)}
+    if module.startswith("catboost"):
+        return {names[i]: ("categorical", []) for i in est.get_cat_feature_indices()}
+    if module.startswith("sklearn.ensemble") and getattr(est, "is_categorical_", None) is not None:
+        return _hgb_categoricals(est, names)
+    if module.startswith("xgboost"):
         booster = est.get_booster() if hasattr(est, "get_booster") else est
+        stored = _xgb_categories(booster)
+        out: dict[str, tuple[str, list[Any]]] = {}
         for i, t in enumerate(booster.feature_types or []):
-            if t == "c":
-                out[names[i]] = []
-    return out
+            if t == "c" and i < len(names):
+                out[names[i]] = ("category", stored[i]) if stored.get(i) else ("categorical", [])
+        return out
+    return {}
 
 
-def _lgb_categorical_flags(booster: Any) -> list[bool]:
-    info = booster.dump_model(num_iteration=1).get("feature_infos", {})
-    return [not str(v).startswith("[") and str(v) != "none" for v in info.values()]
+def _hgb_categoricals(est: Any, names: list[str]) -> dict[str, tuple[str, list[Any]]]:
+    """HistGradientBoosting: levels from its internal OrdinalEncoder (the raw values, in code order)."""
+    flags = np.asarray(est.is_categorical_, dtype=bool)
+    positions = [i for i, flag in enumerate(flags) if flag]
+    levels: list[list[Any]] = [[] for _ in positions]
+    prep = getattr(est, "_preprocessor", None)
+    encoder = getattr(prep, "named_transformers_", {}).get("encoder") if prep is not None else None
+    cats = getattr(encoder, "categories_", None)
+    if cats is not None and len(cats) == len(positions):
+        levels = [[to_plain(c) for c in np.asarray(c_).tolist() if c == c and c is not None] for c_ in cats]
+    return {names[i]: ("categorical", lv) for i, lv in zip(positions, levels, strict=True) if i < len(names)}
+
+
+def _xgb_categories(booster: Any) -> dict[int, list[Any]]:
+    """Feature index -> categories XGBoost stored at training (3.x keeps pandas categories); {} when none."""
+    try:
+        pairs = booster.get_categories(export_to_arrow=True).to_arrow() or []
+    except Exception:  # noqa: BLE001 - older XGBoost, no pyarrow, or no stored categories: no levels to show
+        return {}
+    return {i: [to_plain(v) for v in arr.to_pylist()] for i, (_, arr) in enumerate(pairs) if arr is not None}
 
 
 def steps_of(model: Any) -> list[dict[str, str]]:

@@ -9,13 +9,14 @@ takes). Categorical splits and ``zero_as_missing`` (missing type ``Zero``) are n
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from core.xgb_trees import UnsupportedBooster, XGBEnsemble, _fill_expectations
 
-__all__ = ["from_booster"]
+__all__ = ["categorical_inputs", "from_booster"]
 
 
 def _flatten(
@@ -112,3 +113,95 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
         tree_class=tree_class.astype(np.int64),
         input_dtype="float64",
     )
+
+
+def categorical_inputs(booster: Any) -> dict[int, tuple[str, list[Any]]]:
+    """Feature index -> (kind, levels) of a booster's categorical inputs, from its own model text.
+
+    The model text names its categorical features by index (``[categorical_feature: 1,3]``, else the
+    ``feature_infos`` entries that list values rather than a ``[min:max]`` range). ``pandas_categorical``
+    holds the levels of the columns that had a pandas ``category`` dtype at training, in column order; LightGBM
+    makes exactly those its categorical features unless it was told otherwise, so the lists go to those
+    indices. When the two counts differ (integer-coded categories named explicitly, or ordered pandas
+    categories that LightGBM reads as numbers), each list goes to the column whose recorded values fit it,
+    preferring categorical features. Pandas columns are ``category`` (the model needs that dtype and those
+    levels); integer-coded categorical features are ``categorical`` with the values seen in training.
+    """
+    text = booster.model_to_string(num_iteration=1)
+    infos = _feature_infos(text)
+    cat_idx = _categorical_indices(text, infos, booster.feature_name())
+    lists = list(getattr(booster, "pandas_categorical", None) or [])
+    out: dict[int, tuple[str, list[Any]]] = {
+        i: ("categorical", _seen_levels(infos[i])) for i in cat_idx if i < len(infos)
+    }
+    for j, cats in _place_pandas_lists(lists, infos, set(cat_idx)).items():
+        out[j] = ("category", [c.item() if isinstance(c, np.generic) else c for c in cats])
+    return dict(sorted(out.items()))
+
+
+def _feature_infos(text: str) -> list[str]:
+    match = re.search(r"^feature_infos=(.*)$", text, flags=re.MULTILINE)
+    return match.group(1).split(" ") if match else []
+
+
+def _categorical_indices(text: str, infos: list[str], names: list[str]) -> list[int]:
+    match = re.search(r"^\[categorical_feature: (.*)\]$", text, flags=re.MULTILINE)
+    if match and match.group(1).strip():
+        out = []
+        for item in match.group(1).replace("name:", "").split(","):
+            item = item.strip()
+            if item.lstrip("-").isdigit():
+                out.append(int(item))
+            elif item in names:
+                out.append(names.index(item))
+        return sorted({i for i in out if i >= 0})
+    return [i for i, info in enumerate(infos) if info != "none" and not info.startswith("[")]
+
+
+def _seen_levels(info: str) -> list[Any]:
+    """Non-negative category values a categorical feature's ``feature_infos`` lists (negative ones are missing)."""
+    if info == "none" or info.startswith("["):
+        return []
+    return sorted({int(v) for v in info.split(":") if v.lstrip("-").isdigit() and int(v) >= 0})
+
+
+def _fits(info: str, n_levels: int, categorical: bool) -> bool:
+    """Whether a column's recorded values can be the codes 0..n_levels-1 of a pandas category."""
+    if info == "none":
+        return True
+    if categorical:
+        return all(v < n_levels for v in _seen_levels(info))
+    lo_hi = [float(v) for v in info.strip("[]").split(":")] if info.startswith("[") else []
+    return len(lo_hi) == 2 and lo_hi[0] >= 0 and lo_hi[1] <= n_levels - 1 and all(v.is_integer() for v in lo_hi)
+
+
+def _place_pandas_lists(lists: list[list[Any]], infos: list[str], cat_idx: set[int]) -> dict[int, list[Any]]:
+    """Column index of each ``pandas_categorical`` list (lists are in column order)."""
+    if not lists:
+        return {}
+    if len(lists) == len(cat_idx):
+        return dict(zip(sorted(cat_idx), lists, strict=True))
+    n, m = len(lists), len(infos)
+    # best[i][j]: most lists i.. placed on categorical features using columns j.. (-1: impossible)
+    best = [[-1] * (m + 1) for _ in range(n + 1)]
+    best[n] = [0] * (m + 1)
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            skip = best[i][j + 1]
+            take = -1
+            if best[i + 1][j + 1] >= 0 and _fits(infos[j], len(lists[i]), j in cat_idx):
+                take = best[i + 1][j + 1] + (j in cat_idx)
+            best[i][j] = max(skip, take)
+    if best[0][0] < 0:  # nothing fits (a record LightGBM would not write): keep the categorical features' order
+        return dict(zip(sorted(cat_idx), lists, strict=False))
+    out, j = {}, 0
+    for i in range(n):
+        while not (
+            best[i + 1][j + 1] >= 0
+            and _fits(infos[j], len(lists[i]), j in cat_idx)
+            and best[i + 1][j + 1] + (j in cat_idx) == best[i][j]
+        ):
+            j += 1
+        out[j] = lists[i]
+        j += 1
+    return out
