@@ -2,12 +2,14 @@
 
 Uploaded models are never unpickled here: the cached object is a :class:`~core.models.LoadedModel` (plain
 data plus a handle to its worker process). Failures are cached too (as an :class:`Outcome`), so a refused
-file is not re-sent to a worker on every rerun. Arguments starting with ``_`` are not hashed; the digest
+file is not re-sent to a worker on every rerun; a crashed worker is not (:func:`_retry_crashes`): the crash
+is shown once and the next run starts a fresh worker. Arguments starting with ``_`` are not hashed; the digest
 arguments before them are the keys.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from core import demo as demos
 from core.alignment import Aligned, align
 from core.config import Settings
 from core.data_io import load_table
-from core.errors import ModelLensError
+from core.errors import ModelLensError, SandboxError, WorkerError
 from core.explain import Explainer, make_explainer
 from core.jobs import ExplainJob
 from core.model_io import sha256_of
@@ -48,6 +50,20 @@ def _attempt(fn: Any, *args: Any, **kwargs: Any) -> Outcome:
         return Outcome(fn(*args, **kwargs))
     except ModelLensError as exc:
         return Outcome(error=exc)
+
+
+def _retry_crashes(cached: Any) -> Any:
+    """Keep a crashed worker out of a cache (a worker killed while loading must not refuse the file forever)."""
+
+    @functools.wraps(cached)
+    def call(*args: Any, **kwargs: Any) -> Outcome:
+        outcome: Outcome = cached(*args, **kwargs)
+        if isinstance(outcome.error, WorkerError) and not isinstance(outcome.error, SandboxError):
+            cached.clear(*args, **kwargs)
+        return outcome
+
+    call.clear = cached.clear  # type: ignore[attr-defined]
+    return call
 
 
 @st.cache_resource(show_spinner=False)
@@ -95,6 +111,7 @@ def digest(data: bytes) -> str:
     return sha256_of(data)
 
 
+@_retry_crashes
 @st.cache_resource(show_spinner="Loading the model safely in its own worker…", max_entries=32, ttl=TTL)
 def model(model_digest: str, filename: str, trusted: bool, _data: bytes) -> Outcome:
     """The uploaded model, loaded in a worker process."""
@@ -115,6 +132,7 @@ def aligned(
     return _attempt(align, _model, _table, target=target)
 
 
+@_retry_crashes
 @st.cache_resource(show_spinner="Choosing the explainer…", max_entries=32, ttl=TTL)
 def explainer(
     model_digest: str, data_digest: str, target: str | None, output: str, _model: LoadedModel, _aligned: Aligned
