@@ -226,10 +226,16 @@ class Engine:
         assert plan is not None
         est, family = plan.final, family_of(plan.final)
         engineered_bg = self._engineer(background)
+        if family == "sk-boosted" and _categorical_hgb(est):
+            self.notes.append(
+                f"{type(est).__name__} splits natively on categorical columns, which no exact tree method here "
+                "follows: explained model-agnostically on raw columns."
+            )
+            return None
         if family == "sk-forest" or (family == "sk-boosted" and out != "probability"):
             return self._tree_kernel(est)
         if family == "sk-boosted":
-            ok = task == "binary" and not _categorical_hgb(est)
+            ok = task == "binary"
             return ShapTree(est, output=out, task=task, background=_numeric(engineered_bg)) if ok else None
         if family in ("xgboost", "lightgbm", "catboost"):
             if out == "probability":
@@ -253,7 +259,9 @@ class Engine:
         try:
             return XGBoostKernel(est, task=self.task, background=self._engineer(background), n_threads=self.n_threads)
         except (UnsupportedBooster, UnsupportedModelError) as exc:
-            self.notes.append(f"XGBoost's own contributions were used ({exc}).")
+            self.notes.append(
+                f"XGBoost's own TreeSHAP contributions were used: ModelLens's reader does not read {exc}."
+            )
             return XGBoostNative(est, task=self.task, n_threads=self.n_threads)
 
     def _lightgbm(self, est: Any) -> Method:
@@ -264,7 +272,9 @@ class Engine:
         try:
             return LightGBMKernel(est, task=self.task, n_threads=self.n_threads)
         except (UnsupportedBooster, UnsupportedModelError) as exc:
-            self.notes.append(f"LightGBM's own contributions were used ({exc}).")
+            self.notes.append(
+                f"LightGBM's own TreeSHAP contributions were used: ModelLens's reader does not read {exc}."
+            )
             return LightGBMNative(est, task=self.task, n_threads=self.n_threads)
 
     def _tree_kernel(self, est: Any) -> Method | None:

@@ -184,8 +184,10 @@ def _native_categoricals(est: Any, names: list[str] | None) -> dict[str, tuple[s
     if module.startswith("sklearn.ensemble") and getattr(est, "is_categorical_", None) is not None:
         return _hgb_categoricals(est, names)
     if module.startswith("xgboost"):
+        from core.xgb_trees import stored_categories
+
         booster = est.get_booster() if hasattr(est, "get_booster") else est
-        stored = _xgb_categories(booster)
+        stored = stored_categories(booster)
         out: dict[str, tuple[str, list[Any]]] = {}
         for i, t in enumerate(booster.feature_types or []):
             if t == "c" and i < len(names):
@@ -205,15 +207,6 @@ def _hgb_categoricals(est: Any, names: list[str]) -> dict[str, tuple[str, list[A
     if cats is not None and len(cats) == len(positions):
         levels = [[to_plain(c) for c in np.asarray(c_).tolist() if c == c and c is not None] for c_ in cats]
     return {names[i]: ("categorical", lv) for i, lv in zip(positions, levels, strict=True) if i < len(names)}
-
-
-def _xgb_categories(booster: Any) -> dict[int, list[Any]]:
-    """Feature index -> categories XGBoost stored at training (3.x keeps pandas categories); {} when none."""
-    try:
-        pairs = booster.get_categories(export_to_arrow=True).to_arrow() or []
-    except Exception:  # noqa: BLE001 - older XGBoost, no pyarrow, or no stored categories: no levels to show
-        return {}
-    return {i: [to_plain(v) for v in arr.to_pylist()] for i, (_, arr) in enumerate(pairs) if arr is not None}
 
 
 def steps_of(model: Any) -> list[dict[str, str]]:

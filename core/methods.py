@@ -205,7 +205,8 @@ class XGBoostKernel(Method):
 
     XGBoost computes in float32, so its own contributions miss its margin by up to ~1e-6 relative on large
     ensembles; here the same trees (same routing) are evaluated exactly, and the prediction shown is their
-    float64 output, equal to XGBoost's margin to float32 precision.
+    float64 output, equal to XGBoost's margin to float32 precision. Categorical splits on stored pandas
+    categories are routed as XGBoost routes them (see :mod:`core.xgb_trees`).
     """
 
     name = "TreeSHAP (path-dependent, ModelLens kernel on XGBoost's trees)"
@@ -231,11 +232,12 @@ class XGBoostKernel(Method):
         self.binary_single = task == "binary"
 
     def _matrix(self, X: Any) -> Any:
-        return self.xgb.DMatrix(X, feature_names=self.booster.feature_names)
+        return self.xgb.DMatrix(X, feature_names=self.booster.feature_names, enable_categorical=True)
 
     def explain(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Explain rows with the kernel; the prediction is the trees' float64 output."""
-        values = self.treeshap.shap_values(self.plan, _numeric(X), n_threads=self.n_threads)
+        rows = self.xgb_trees.encode_rows(self.ensemble, X)
+        values = self.treeshap.shap_values(self.plan, rows, n_threads=self.n_threads)
         prediction = self.ensemble.base_offset + self.xgb_trees.leaf_sums(self.booster, self.ensemble, self._matrix(X))
         base = np.broadcast_to(self.expected, (values.shape[0], values.shape[2])).copy()
         return values, base, prediction

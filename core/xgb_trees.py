@@ -7,8 +7,11 @@ cast to float32 and ``x < split`` becomes ``x <= nextafter(split, -inf)``, missi
 child) while the arithmetic is exact: base value + contributions == the same trees' output computed in
 float64, which equals XGBoost's own float32 margin to float32 precision.
 
-Categorical splits, DART boosters and vector leaves are not read here (:class:`UnsupportedBooster`); the
-engine then uses XGBoost's native contributions.
+Categorical splits are read for pandas categories XGBoost stored with the model (3.x) of at most
+:data:`MAX_KERNEL_LEVELS` levels: the kernel's categorical test is a bitset of the categories that go left
+(XGBoost lists those that go right; a missing value follows the default child), and :func:`encode_rows`
+gives it each category's code + 1. DART boosters, vector leaves and other categorical features are not read
+here (:class:`UnsupportedBooster`); the engine then uses XGBoost's native contributions.
 """
 
 from __future__ import annotations
@@ -19,8 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["UnsupportedBooster", "XGBEnsemble", "from_booster", "leaf_sums"]
+__all__ = [
+    "MAX_KERNEL_LEVELS",
+    "UnsupportedBooster",
+    "XGBEnsemble",
+    "encode_rows",
+    "from_booster",
+    "leaf_sums",
+    "stored_categories",
+]
+
+
+MAX_KERNEL_LEVELS = 24  # the kernel reads a categorical bitset through float32: 24 exact bits
 
 
 class UnsupportedBooster(ValueError):
@@ -44,15 +59,28 @@ class XGBEnsemble:
     input_dtype: str = "float32"
     tree_limit: int | None = None
     model_type: str = "internal"
+    categorical_levels: dict[int, list[Any]] = field(default_factory=dict)  # feature -> levels in code order
 
 
 def _floats(value: Any) -> list[float]:
     return [float(x) for x in re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", str(value))]
 
 
+def _right_categories(tree: dict[str, Any]) -> dict[int, list[int]]:
+    """Node -> the category codes XGBoost sends to its right child."""
+    cats = tree.get("categories", [])
+    return {
+        int(node): [int(c) for c in cats[int(start) : int(start) + int(size)]]
+        for node, start, size in zip(
+            tree.get("categories_nodes", []),
+            tree.get("categories_segments", []),
+            tree.get("categories_sizes", []),
+            strict=True,
+        )
+    }
+
+
 def _tree_arrays(tree: dict[str, Any]) -> tuple[np.ndarray, ...]:
-    if any(int(t) != 0 for t in tree.get("split_type", [])):
-        raise UnsupportedBooster("categorical splits")
     left = np.asarray(tree["left_children"], dtype=np.int32)
     right = np.asarray(tree["right_children"], dtype=np.int32)
     if len(tree["base_weights"]) != len(left):
@@ -64,8 +92,13 @@ def _tree_arrays(tree: dict[str, Any]) -> tuple[np.ndarray, ...]:
     values = np.where(leaf, split, 0.0).astype(np.float64)
     cover = np.asarray(tree["sum_hessian"], dtype=np.float64)
     features = np.where(leaf, -1, np.asarray(tree["split_indices"], dtype=np.int64)).astype(np.int32)
+    types = np.asarray(tree.get("split_type", [0] * len(left)), dtype=np.int32)
+    for node, right_codes in _right_categories(tree).items():
+        if types[node] != 1 or any(c >= MAX_KERNEL_LEVELS for c in right_codes):
+            raise UnsupportedBooster(f"categorical splits over more than {MAX_KERNEL_LEVELS} levels")
+        thresholds[node] = float(((1 << MAX_KERNEL_LEVELS) - 1) & ~sum(1 << c for c in set(right_codes)))
     _fill_expectations(left, right, values, cover)
-    return left, right, default.astype(np.int32), features, thresholds, values, cover
+    return left, right, default.astype(np.int32), features, thresholds, values, cover, types
 
 
 def _fill_expectations(left: np.ndarray, right: np.ndarray, values: np.ndarray, cover: np.ndarray) -> None:
@@ -89,8 +122,7 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
     Raises:
         UnsupportedBooster: DART, categorical splits, multi-target regression or vector leaves.
     """
-    if any(t == "c" for t in booster.feature_types or ()):
-        raise UnsupportedBooster("categorical features")
+    levels = _kernel_levels(booster)
     doc = json.loads(booster.save_raw("json"))
     learner = doc["learner"]
     booster_doc = learner["gradient_booster"]
@@ -122,11 +154,55 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
         children_default=pad(2, -1, np.int32),
         features=pad(3, -1, np.int32),
         thresholds=pad(4, 0.0, np.float64),
-        threshold_types=np.zeros((k, width), np.int32),
+        threshold_types=pad(7, 0, np.int32),
         values=values,
         node_sample_weight=pad(6, 0.0, np.float64),
         tree_class=tree_class,
+        categorical_levels=levels,
     )
+
+
+def stored_categories(booster: Any) -> dict[int, list[Any]]:
+    """Feature index -> the categories XGBoost stored at training, in code order ({} when it stored none)."""
+    try:
+        pairs = booster.get_categories(export_to_arrow=True).to_arrow() or []
+    except Exception:  # noqa: BLE001 - XGBoost before 3.1, no pyarrow, or no stored categories
+        return {}
+    return {
+        i: [v.item() if isinstance(v, np.generic) else v for v in arr.to_pylist()]
+        for i, (_, arr) in enumerate(pairs)
+        if arr is not None
+    }
+
+
+def _kernel_levels(booster: Any) -> dict[int, list[Any]]:
+    """Levels of every categorical feature, when the kernel can read them all (else UnsupportedBooster)."""
+    categorical = [i for i, t in enumerate(booster.feature_types or ()) if t == "c"]
+    if not categorical:
+        return {}
+    stored = stored_categories(booster)
+    if any(i not in stored for i in categorical):
+        raise UnsupportedBooster("categorical features without stored levels")
+    if any(len(stored[i]) > MAX_KERNEL_LEVELS for i in categorical):
+        raise UnsupportedBooster(f"categorical features with more than {MAX_KERNEL_LEVELS} levels")
+    return {i: stored[i] for i in categorical}
+
+
+def encode_rows(ensemble: XGBEnsemble, X: Any) -> np.ndarray:
+    """Rows as the kernel reads them: numbers as they are, a category as its code + 1, missing or unknown NaN."""
+    if not ensemble.categorical_levels:
+        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    out = np.empty(frame.shape, dtype=np.float64)
+    for j in range(frame.shape[1]):
+        column = frame.iloc[:, j]
+        if j in ensemble.categorical_levels:
+            values = column.astype(object).where(column.notna(), None)
+            codes = pd.Categorical(values, categories=ensemble.categorical_levels[j]).codes.astype(np.float64)
+            out[:, j] = np.where(codes < 0, np.nan, codes + 1.0)
+        else:
+            out[:, j] = np.asarray(column, dtype=np.float64)
+    return out
 
 
 def leaf_sums(booster: Any, ensemble: XGBEnsemble, dmatrix: Any) -> np.ndarray:

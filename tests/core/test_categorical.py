@@ -265,17 +265,19 @@ def module_pool():
     pool.close()
 
 
-NAMES = [
-    "lightgbm_pandas_categories",
-    "lightgbm_integer_coded_and_pandas",
-    "xgboost_enable_categorical",
-    "catboost_text_and_integer",
-    "hgb_from_dtype",
-    "hgb_named_text_and_integer",
-    "pipeline_onehot",
-    "pipeline_ordinal_by_position",
-    "pipeline_target_encoder",
-]
+# name -> (the method shown, and the note that says why when it is not ModelLens's own exact tree path)
+METHODS = {
+    "lightgbm_pandas_categories": ("TreeSHAP (LightGBM native)", "does not read categorical splits"),
+    "lightgbm_integer_coded_and_pandas": ("TreeSHAP (LightGBM native)", "does not read categorical splits"),
+    "xgboost_enable_categorical": ("ModelLens kernel on XGBoost's trees", None),
+    "catboost_text_and_integer": ("TreeSHAP (CatBoost native)", None),
+    "hgb_from_dtype": ("Exact Shapley", "splits natively on categorical columns"),
+    "hgb_named_text_and_integer": ("Exact Shapley", "splits natively on categorical columns"),
+    "pipeline_onehot": ("ModelLens kernel) on 15 engineered columns", None),
+    "pipeline_ordinal_by_position": ("ModelLens kernel) on 6 engineered columns", None),
+    "pipeline_target_encoder": ("Linear SHAP", None),
+}
+NAMES = list(METHODS)
 
 
 def _upload(model: Any, name: str) -> bytes:
@@ -308,6 +310,9 @@ def test_categorical_zoo_card_alignment_and_exact_contributions(zoo, module_pool
             assert repr(column) in unseen
 
     expl = core.make_explainer(case.model if case.in_process else loaded, aligned, output=case.output).explain()
+    method, note = METHODS[name]
+    assert method in expl.method
+    assert note is None or any(note in n for n in expl.notes), expl.notes
     total = expl.base_values + expl.values.sum(axis=1)
     own = np.asarray(case.own(raw), dtype=np.float64).reshape(len(raw), -1)[:, -1]
     np.testing.assert_allclose(expl.prediction, own, rtol=1e-6, atol=1e-6 * np.abs(own).max())
@@ -353,3 +358,40 @@ def test_integer_coded_pandas_categories_in_the_middle_explain_the_right_input(m
     own = model.predict(typed)
     np.testing.assert_allclose(expl.base_values + expl.values.sum(axis=1), own, rtol=1e-6)
     assert np.abs(expl.values[:, 1]).mean() > np.abs(expl.values[:, 0]).mean()  # region matters, visits do not
+
+
+def test_large_categorical_xgboost_adds_up_with_xgboost_routing():
+    """XGBoost's own float32 contributions miss its margin on large ensembles; its categorical trees are read."""
+    import xgboost as xgb
+
+    from core.engine import Engine
+
+    F, _, yr = table(2500, seed=4)
+    F.loc[F.index[::9], "city"] = np.nan
+    typed = as_category(F, ["city", "grade", "plan"])
+    model = _fit(xgb.XGBRegressor(n_estimators=200, max_depth=6, enable_categorical=True, n_jobs=1), typed, yr * 50)
+    engine = Engine(model, typed.iloc[:100])
+    assert "ModelLens kernel on XGBoost's trees" in engine.method_name
+    X = typed.iloc[2000:]
+    result = engine.explain(X, np.arange(len(X)))  # raises unless base + values == prediction to 1e-6
+    native = model.get_booster().predict(xgb.DMatrix(X, enable_categorical=True), pred_contribs=True)
+    scale = np.abs(native).max()
+    np.testing.assert_allclose(result.values[:, :, 0], native[:, :-1], atol=2e-6 * scale)
+    margin = model.predict(X, output_margin=True)
+    np.testing.assert_allclose(result.prediction[:, 0], margin, atol=2e-6 * np.abs(margin).max())
+
+
+def test_xgboost_categories_beyond_the_kernels_bitset_use_xgboost_and_say_why():
+    import xgboost as xgb
+
+    from core.engine import Engine
+
+    F, y, _ = table(400, seed=5)
+    F["shop"] = pd.Categorical([f"s{i % 30}" for i in range(len(F))])
+    typed = as_category(F, ["city", "plan"])
+    model = _fit(xgb.XGBClassifier(n_estimators=10, max_depth=3, enable_categorical=True), typed, y)
+    engine = Engine(model, typed.iloc[:50])
+    assert engine.method_name == "TreeSHAP (XGBoost native)"
+    assert any("more than 24 levels" in note for note in engine.notes)
+    result = engine.explain(typed.iloc[50:80], np.arange(30))
+    np.testing.assert_allclose(result.prediction[:, 0], model.predict(typed.iloc[50:80], output_margin=True), rtol=1e-6)
