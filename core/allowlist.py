@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import re
 
+from core.allowlist_sklearn import SKLEARN_CLASSES
+
 __all__ = [
     "AUTOML_CLASS_PREFIXES",
+    "CALLABLE_INSTANCE_MODULES",
+    "CALL_SLOTS",
     "AUTOML_GETATTR",
     "CLASS_PREFIXES",
     "CUSTOM_CODE_MODULES",
@@ -21,9 +25,19 @@ __all__ = [
     "DENY_MODULE_RE",
     "EXACT",
     "KNOWN_PACKAGES",
+    "KWARGS_ATTRS",
+    "MALICIOUS_GLOBALS",
+    "MALICIOUS_MODULE_RE",
+    "METHOD_ATTR_RE",
+    "METHOD_VALUES_EXTRA",
     "OPTIONAL_PANDAS",
+    "PREDICT_METHODS",
+    "REBUILT_ATTRS",
     "PURE_FUNCTIONS",
     "SAFE_MODULE_RE",
+    "SHADOW_CHECKED",
+    "SKOPS_EXTRA_TRUSTED",
+    "SKLEARN_CLASSES",
 ]
 
 # numpy helpers are listed under their numpy-2 module; core.safe_pickle maps the numpy-1 spelling
@@ -116,8 +130,9 @@ OPTIONAL_PANDAS: dict[tuple[str, str], str] = {
 }
 
 # Class-only prefix rules: the module is checked before it is imported, the name may not contain
-# a dot, and the object must be a class whose __module__ is exactly that module.
-CLASS_PREFIXES: tuple[str, ...] = ("sklearn.",)
+# a dot, and the object must be a class whose __module__ is exactly that module. Ordinary uploads use
+# none: their scikit-learn classes are listed one by one (SKLEARN_CLASSES, core.allowlist_sklearn).
+CLASS_PREFIXES: tuple[str, ...] = ()
 AUTOML_CLASS_PREFIXES: tuple[str, ...] = (
     "sklearn.",
     "azureml.automl.runtime.",
@@ -171,3 +186,89 @@ KNOWN_PACKAGES: dict[str, str] = {
 
 # Modules whose globals mean "this file carries custom Python code".
 CUSTOM_CODE_MODULES = re.compile(r"^(__main__|cloudpickle|dill|types|marshal)(\.|$)")
+
+
+# --- the post-load state audit (core.state_audit) --------------------------------------------------
+
+# What an attribute that names a method to call may say (StackingClassifier.stack_method_,
+# FixedThresholdClassifier.response_method, a scorer's _response_method ...): a meta-estimator calls
+# getattr(estimator, name)(X), so any other name (``tofile`` on a stored array) is a gadget.
+PREDICT_METHODS: frozenset[str] = frozenset(
+    {"predict", "predict_proba", "predict_log_proba", "decision_function", "transform", "auto"}
+)
+# Attributes checked as method names: every name ending in "method" or "method_". Besides prediction
+# methods, a value may be one of the options the class itself declares for that parameter (in its
+# _parameter_constraints, e.g. CalibratedClassifierCV.method='sigmoid') or listed here.
+METHOD_ATTR_RE = re.compile(r"method_?$")
+METHOD_VALUES_EXTRA: dict[str, frozenset[str]] = {
+    "_fit_method": frozenset({"brute", "kd_tree", "ball_tree"}),
+    "_CalibratedClassifier.method": frozenset({"sigmoid", "isotonic", "temperature"}),
+}
+
+# Attributes whose value is called with the user's data: only pure functions, never a callable object.
+CALL_SLOTS: frozenset[str] = frozenset(
+    {
+        "func",
+        "inverse_func",
+        "score_func",
+        "_score_func",
+        "analyzer",
+        "tokenizer",
+        "preprocessor",
+        "strip_accents",
+        "metric",
+        "weights",
+        "importance_getter",
+        "affinity",
+    }
+)
+# Classes whose instances are callable and that fitted models legitimately hold (a GaussianProcess's
+# kernel_, HistGradientBoosting's _loss, a search's scorer_, ColumnTransformer's make_column_selector,
+# SplineTransformer's BSpline): allowed anywhere except in a call slot.
+CALLABLE_INSTANCE_MODULES: frozenset[str] = frozenset(
+    {
+        "sklearn.gaussian_process.kernels",
+        "sklearn._loss.loss",
+        "sklearn.metrics._scorer",
+        "sklearn.compose._column_transformer",
+        "scipy.interpolate._bsplines",
+    }
+)
+# Attributes a class rebuilds itself when unpickled, from checked arrays, as an object of a class no pickle
+# may name (so an attacker cannot supply it): "Class.attribute" -> (module, class) of the rebuilt object.
+# The audit does not descend into them.
+REBUILT_ATTRS: dict[str, tuple[str, str]] = {
+    "IsotonicRegression.f_": ("scipy.interpolate._interpolate", "interp1d"),
+}
+# Keyword-argument dicts passed to a function at predict time: plain data only, and never n_jobs.
+KWARGS_ATTRS: frozenset[str] = frozenset({"kw_args", "inv_kw_args", "_kwargs", "metric_params", "kernel_params"})
+# Libraries whose instances are checked for state that replaces a method of their class.
+SHADOW_CHECKED: tuple[str, ...] = ("sklearn.", "xgboost.", "lightgbm.", "catboost.", "scipy.")
+
+# Types skops does not trust by default that a .skops upload may still hold, because core.state_audit
+# checks their state itself (tree and predictor index bounds, calibrator method names). Everything else in
+# a skops file must be trusted by skops's defaults and accepted by this allowlist.
+SKOPS_EXTRA_TRUSTED: frozenset[str] = frozenset(
+    {
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.utils._bunch.Bunch",
+        "numpy.dtype",
+    }
+)
+
+# Refused globals that no model and no honest custom code needs (issue 19): a refusal naming one of these
+# never suggests ``--trust``. Modules by name (any member), plus single members of otherwise ordinary modules.
+MALICIOUS_MODULE_RE = re.compile(
+    r"^(os|posix|nt|subprocess|_posixsubprocess|socket|_socket|ssl|importlib|pickle|_pickle|cPickle|"
+    r"ctypes|_ctypes|pty|shutil|runpy|code|codeop|pkgutil|webbrowser|multiprocessing|asyncio|urllib|urllib2|"
+    r"http|httplib|ftplib|smtplib|telnetlib|commands|sys|signal|resource|requests|pathlib|tempfile|io|_io)"
+    r"(\.|$)"
+)
+MALICIOUS_GLOBALS: frozenset[str] = frozenset(
+    {f"builtins.{n}" for n in ("eval", "exec", "compile", "open", "__import__", "breakpoint", "input")}
+    | {"numpy.load", "numpy.fromfile", "numpy.memmap", "joblib.load", "pandas.read_pickle", "marshal.loads"}
+    | {"operator.attrgetter", "operator.methodcaller", "copyreg.add_extension", "_codecs.decode"}
+)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from core import pickle_scan, safe_pickle
+from core import allowlist, pickle_scan, safe_pickle
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
 
 __all__ = ["UploadInfo", "inspect_upload", "read_model", "sha256_of"]
@@ -356,24 +356,64 @@ def _load_pickle(data: bytes, trusted: bool, policy: safe_pickle.Policy, facts: 
 
 
 def _load_skops(data: bytes, trusted: bool, policy: safe_pickle.Policy, facts: LoadFacts) -> Any:
+    """Load a skops file trusting only types that skops trusts by default *and* ModelLens's allowlist accepts.
+
+    Beyond skops's defaults, only the few types whose state :mod:`core.state_audit` checks itself are
+    trusted (:data:`core.allowlist.SKOPS_EXTRA_TRUSTED`: trees and HistGradientBoosting predictors with their
+    index bounds, dtypes, ``Bunch``, calibrators). The loaded object then gets the same state audit as a pickle.
+    """
     try:
         import skops.io as sio
     except ImportError as exc:
         raise MissingDependencyError("Loading .skops files needs the 'skops' package.", package="skops") from exc
     try:
         untrusted = sio.get_untrusted_types(data=data)
+        named = _skops_type_names(data)
     except Exception as exc:
         raise ModelLoadError(f"This skops file is damaged ({type(exc).__name__}).") from exc
-    refused = [t for t in untrusted if not trusted and not safe_pickle.type_name_allowed(t, policy)]
+    not_skops = [t for t in untrusted if t not in allowlist.SKOPS_EXTRA_TRUSTED]
+    not_ours = sorted(t for t in set(named) | set(untrusted) if not _skops_type_allowed(t, policy))
+    refused = [] if trusted else sorted(set(not_skops) | set(not_ours))
     if refused:
         raise UnsafeModelError(
-            f"This skops file uses types outside ModelLens's allowlist: {', '.join(refused)}. Nothing was loaded; "
-            "re-export the model with standard scikit-learn objects only.",
+            f"This skops file uses types that skops does not trust by default or that are outside ModelLens's "
+            f"allowlist: {', '.join(refused)}. Nothing was loaded; re-export the model with standard scikit-learn "
+            "objects only, or as pickle/joblib (ModelLens's own loader checks tree structures).",
             refused,
         )
     obj = sio.loads(data, trusted=untrusted)
     safe_pickle.audit_object(obj, policy)
     return obj
+
+
+_SKOPS_PLAIN = frozenset(
+    f"builtins.{n}"
+    for n in ("dict", "list", "tuple", "str", "int", "float", "bool", "NoneType", "slice", "set", "frozenset", "bytes")
+)
+
+
+def _skops_type_allowed(name: str, policy: safe_pickle.Policy) -> bool:
+    return name in _SKOPS_PLAIN or safe_pickle.type_name_allowed(name, policy)
+
+
+def _skops_type_names(data: bytes) -> list[str]:
+    """Every ``module.Class`` a skops file's schema names (objects, functions, types), walked iteratively."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("schema.json")
+        if info.file_size > 64 * 2**20:
+            raise ModelLoadError("This skops file's schema is larger than any model needs; it was refused.")
+        schema = json.loads(archive.read(info))
+    names: list[str] = []
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str):
+                names.append(f"{node['__module__']}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
 
 
 def _load_xgboost(data: bytes, trusted: bool, policy: safe_pickle.Policy, facts: LoadFacts) -> Any:

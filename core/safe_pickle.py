@@ -4,13 +4,15 @@ Why: an uploaded pickle is a program. Scanners that match a denylist with their 
 computed names, memo tricks, nested pickles and compressed joblib files, so this module *is* the unpickler
 (a subclass of the reference pure-Python one) and checks each step as it happens:
 
-* GLOBAL / STACK_GLOBAL resolve only names on the allowlist (:mod:`core.allowlist`) or real classes
-  defined in an allowed package; module names are checked before anything is imported, dotted names are
-  refused, and re-exported functions or modules never resolve.
+* GLOBAL / STACK_GLOBAL resolve only names on the allowlist (:mod:`core.allowlist`): exact functions and
+  values, and classes listed one by one (:mod:`core.allowlist_sklearn`); module names are checked before
+  anything is imported, dotted names are refused, and re-exported functions or modules never resolve.
 * REDUCE calls only allowlisted callables, each after its own argument validator (no huge allocations,
   no object dtypes passed to numpy constructors, no class-level BUILD).
 * NEWOBJ instantiates only allowed classes, with no arguments (as every legitimate file does).
-* BUILD, SETITEM(S), APPEND(S) and ADDITEMS act only on the container types legitimate files use.
+* BUILD, SETITEM(S), APPEND(S) and ADDITEMS act only on the container types legitimate files use; a numpy
+  dtype takes state once, right after it is made and before any array uses it, and never becomes an
+  object-holding dtype that way (that would turn validated raw bytes into object pointers).
 * INST, OBJ, EXT*, PERSID and out-of-band buffers are refused: model files never use them.
 * joblib containers are read here too: its compressors are decompressed with a size cap, legacy ``ZF``
   files are refused, array bytes are read from the stream (never ``np.empty`` of an attacker's shape),
@@ -18,8 +20,8 @@ computed names, memo tricks, nested pickles and compressed joblib files, so this
 
 A refused name does not stop the scan: it becomes an inert placeholder, so the final
 :class:`~core.errors.UnsafeModelError` lists *every* refused global and no refused code has run.
-After loading, the object graph is walked iteratively (depth bound, callables stored as values must be
-pure functions, tree node indices in bounds).
+After loading, :mod:`core.state_audit` walks the object graph: depth bound, pure functions only, method
+names, file inputs, keyword arguments, ``n_jobs`` and tree node indices.
 
 Nothing here prevents native code from crashing on hostile state (a corrupted booster buffer), which is
 why loading happens in a resource-limited worker process (:mod:`core.worker`).
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core import allowlist
+from core import allowlist, state_audit
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
 
 __all__ = [
@@ -63,7 +65,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_DEPTH = 2000
+MAX_DEPTH = state_audit.MAX_DEPTH
 MAX_CONTAINER_ITEMS = 50_000_000
 _NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 _PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), np.generic)
@@ -91,7 +93,9 @@ class Policy:
 
     Attributes:
         exact: ``(module, name) -> roles`` (see :mod:`core.allowlist`).
-        class_prefixes: Packages whose real classes are allowed (``"sklearn."``).
+        classes: ``(module, name)`` of the classes that may be instantiated (checked to be real classes
+            defined in that module).
+        class_prefixes: Packages whose real classes are all allowed (only the AutoML worker uses one).
         allow_getattr: Allow ``builtins.getattr(AllowedClass, "name")`` for the ``(module, class, name)``
             triples in ``getattr_targets`` (the shape Azure AutoML writes), each resolving to a function
             defined on that class, and nothing else.
@@ -102,6 +106,7 @@ class Policy:
     """
 
     exact: dict = field(default_factory=lambda: dict(allowlist.EXACT))
+    classes: frozenset = allowlist.SKLEARN_CLASSES
     class_prefixes: tuple = allowlist.CLASS_PREFIXES
     allow_getattr: bool = False
     getattr_targets: frozenset = frozenset()
@@ -224,6 +229,8 @@ class _Resolver:
             return "R"  # Cython's generated unpickle helper; its validator checks the class it rebuilds
         if name.startswith("__"):
             return None
+        if (module, name) in self.policy.classes:
+            return "class"
         for prefix in self.policy.class_prefixes:
             if module.startswith(prefix) and not allowlist.DENY_MODULE_RE.search(module):
                 return "class"
@@ -253,7 +260,7 @@ class _Resolver:
             return True
         module = _canonical_module(cls.__module__ or "")
         roles = _exact_roles(self.policy, module, cls.__qualname__) or ""
-        if "C" in roles:
+        if "C" in roles or (module, cls.__qualname__) in self.policy.classes:
             return True
         return any(
             module.startswith(p) and not allowlist.DENY_MODULE_RE.search(module) for p in self.policy.class_prefixes
@@ -376,7 +383,10 @@ class _Validators:
         _require(1 <= len(args) <= 3 and isinstance(args[0], str), "numpy.dtype needs a type code")
         _require(len(args[0]) <= 16 and args[0][-1:].isalnum(), f"numpy.dtype({args[0]!r})")
         _require(all(isinstance(a, bool) or a in (0, 1) for a in args[1:]), "numpy.dtype flags")
-        return func(*args)
+        dtype = func(*args)
+        if len(args) == 3 and args[2]:  # a copy, not numpy's shared singleton: it may take its state once
+            self.u.fresh_dtypes[id(dtype)] = dtype
+        return dtype
 
     def reconstruct(self, func, args):
         _require(len(args) == 3 and args[0] is np.ndarray, "numpy _reconstruct of a non-ndarray")
@@ -386,6 +396,7 @@ class _Validators:
     def scalar(self, func, args):
         _require(len(args) in (1, 2) and isinstance(args[0], np.dtype), "numpy scalar needs a dtype")
         _require(not args[0].hasobject, "numpy scalar of object dtype")
+        self.u.used_dtype(args[0])
         if len(args) == 2:
             _require(isinstance(args[1], (bytes, bytearray)), "numpy scalar data must be bytes")
             _require(len(args[1]) == args[0].itemsize, "numpy scalar data of the wrong size")
@@ -395,6 +406,7 @@ class _Validators:
         _require(len(args) == 4 and isinstance(args[1], np.dtype), "numpy _frombuffer arguments")
         buf, dtype, shape, order = args
         _require(not dtype.hasobject and _is_shape(shape) and order in ("C", "F"), "numpy _frombuffer")
+        self.u.used_dtype(dtype)
         _require(isinstance(buf, (bytes, bytearray)), "numpy _frombuffer needs in-band bytes")
         _require(len(buf) == _nbytes(shape, dtype), "numpy _frombuffer size does not match its shape")
         return func(*args)
@@ -509,10 +521,7 @@ class _Validators:
 
 
 def _qualname(obj: object) -> str:
-    if isinstance(obj, _Refused):
-        return obj.name
-    module = getattr(obj, "__module__", None) or type(obj).__module__
-    return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+    return obj.name if isinstance(obj, _Refused) else state_audit.qualname(obj)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -545,6 +554,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.sklearn_versions: set[str] = parent.sklearn_versions if parent else set()
         self.validators = parent.validators if parent else _Validators(self)
         self.array_bytes = parent.array_bytes if parent else [0]
+        self.fresh_dtypes: dict[int, np.dtype] = parent.fresh_dtypes if parent else {}
 
     # -- globals --------------------------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> object:
@@ -742,6 +752,10 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.ADDITEMS[0]] = load_additems
 
     # -- helpers ------------------------------------------------------------------------------------
+    def used_dtype(self, dtype: object) -> None:
+        """Record that an array or scalar uses dtype: from now on its state may not change."""
+        self.fresh_dtypes.pop(id(dtype), None)
+
     def is_pure_function(self, func: object) -> bool:
         """True for callables a model may hold: pure scikit-learn/scipy functions and numpy ufuncs."""
         if isinstance(func, np.ufunc):
@@ -764,11 +778,11 @@ def _is_array_wrapper(inst: object) -> bool:
 def _build(u: SafeUnpickler, inst: object, state: object) -> object:
     """Apply BUILD's state to inst after type-specific checks."""
     if isinstance(inst, np.ma.MaskedArray):
-        _check_masked_state(state, u.policy)
+        _check_masked_state(state, u)
     elif isinstance(inst, np.ndarray):
         _check_array_state(state, u)
     elif isinstance(inst, np.dtype):
-        _require(isinstance(state, tuple) and _plain_tree(state), "numpy dtype state")
+        _check_dtype_state(u, inst, state)
     elif isinstance(inst, functools.partial):
         _require(isinstance(state, tuple) and len(state) == 4, "partial state")
         _require(u.is_pure_function(state[0]), f"functools.partial of {_qualname(state[0])}")
@@ -779,6 +793,47 @@ def _build(u: SafeUnpickler, inst: object, state: object) -> object:
         u.sklearn_versions.add(state["_sklearn_version"])
     _apply_state(inst, state)
     return inst
+
+
+def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: object) -> None:
+    """A dtype's one BUILD: right after it was made, before use, and never adding object semantics."""
+    _require(u.fresh_dtypes.pop(id(dtype), None) is dtype, "BUILD on a numpy dtype that is already in use")
+    _require(isinstance(state, tuple) and len(state) in (8, 9) and _plain_tree(state), "numpy dtype state")
+    _version, endian, subarray, names, fields, elsize, alignment, flags = state[:8]  # 9th: datetime unit
+    _require(endian in ("<", ">", "|", "=") and isinstance(flags, int) and 0 <= flags < 256, "numpy dtype state")
+    _require(isinstance(elsize, int) and isinstance(alignment, int) and elsize in (-1, dtype.itemsize), "dtype size")
+    _require(subarray is None or _dtype_subarray_ok(subarray), "numpy dtype subarray")
+    _require((names is None) == (fields is None), "numpy dtype fields")
+    field_dtypes = [] if fields is None else _dtype_fields(names, fields, dtype.itemsize)
+    object_flags = 0x01 | 0x04  # NPY_ITEM_REFCOUNT / NPY_ITEM_IS_POINTER
+    adds_objects = bool(flags & object_flags) or any(d.hasobject for d in field_dtypes)
+    _require(dtype.hasobject or not adds_objects, "BUILD turning a numpy dtype into one that holds objects")
+
+
+def _dtype_subarray_ok(subarray: object) -> bool:
+    return (
+        isinstance(subarray, tuple)
+        and len(subarray) == 2
+        and isinstance(subarray[0], np.dtype)
+        and _is_shape(subarray[1])
+        and not subarray[0].hasobject
+    )
+
+
+def _dtype_fields(names: object, fields: object, itemsize: int) -> list[np.dtype]:
+    """The field dtypes of a structured dtype's state, each checked to lie inside the item (numpy trusts it)."""
+    _require(isinstance(names, tuple) and all(isinstance(n, str) for n in names), "numpy dtype field names")
+    _require(isinstance(fields, dict) and all(isinstance(k, str) for k in fields), "numpy dtype fields")
+    _require(set(names) <= set(fields), "numpy dtype fields")  # titles add keys beside the names
+    found = []
+    for value in fields.values():
+        _require(isinstance(value, tuple) and len(value) in (2, 3), "numpy dtype field")
+        field, offset = value[0], value[1]
+        _require(isinstance(field, np.dtype) and isinstance(offset, int), "numpy dtype field")
+        _require(offset >= 0 and offset + field.itemsize <= itemsize, "numpy dtype field outside the item")
+        _require(len(value) == 2 or value[2] is None or isinstance(value[2], str), "numpy dtype field title")
+        found.append(field)
+    return found
 
 
 def _apply_state(inst: object, state: object) -> None:
@@ -807,6 +862,7 @@ def _check_array_state(state: object, u: SafeUnpickler) -> None:
     _require(isinstance(state, tuple) and len(state) == 5, "ndarray state")
     _version, shape, dtype, _fortran, raw = state
     _require(_is_shape(shape) and isinstance(dtype, np.dtype), "ndarray shape/dtype")
+    u.used_dtype(dtype)
     if dtype.hasobject:
         _require(isinstance(raw, list) and len(raw) == math.prod(shape), "object ndarray items")
         _require(all(_object_item_ok(v, u) for v in raw), "object ndarray holding non-scalar objects")
@@ -825,10 +881,11 @@ def _object_item_ok(value: object, u: SafeUnpickler) -> bool:
     return not isinstance(value, type) and not callable(value) and u.resolver.allowed_class(type(value))
 
 
-def _check_masked_state(state: object, policy: Policy) -> None:
+def _check_masked_state(state: object, u: SafeUnpickler) -> None:
     _require(isinstance(state, tuple) and len(state) == 7, "masked array state")
     _version, shape, dtype, _fortran, raw, mask, fill = state
     _require(_is_shape(shape) and isinstance(dtype, np.dtype) and not dtype.hasobject, "masked array dtype")
+    u.used_dtype(dtype)
     _require(isinstance(raw, (bytes, bytearray)) and len(raw) == _nbytes(shape, dtype), "masked array data")
     _require(isinstance(mask, (bytes, bytearray)) and len(mask) <= len(raw) + 8, "masked array mask")
     _require(isinstance(fill, _PLAIN), "masked array fill value")
@@ -840,6 +897,7 @@ def _read_joblib_array(u: SafeUnpickler, wrapper: object) -> np.ndarray:
     dtype, shape, order = attrs.get("dtype"), attrs.get("shape"), attrs.get("order")
     _require(attrs.get("subclass") in (np.ndarray, np.matrix) and isinstance(dtype, np.dtype), "joblib array type")
     _require(_is_shape(shape) and order in ("C", "F"), "joblib array shape")
+    u.used_dtype(dtype)
     f = u.file_handle
     if dtype.hasobject:
         array = SafeUnpickler(f, u.policy, parent=u).load()
@@ -1017,7 +1075,7 @@ def safe_load(data: bytes, policy: Policy | None = None) -> SafeLoadResult:
     u = SafeUnpickler(io.BytesIO(stream), policy, joblib_arrays=True)
     obj = _run(u)
     if not u.resolver.refused and not u.resolver.missing:
-        _audit_graph(obj, u)
+        state_audit.audit_graph(obj, u)
     _raise_for_refusals(u.resolver)
     protocol = stream[1] if stream[:1] == b"\x80" and len(stream) > 1 else 0
     if container == "pickle" and _contains_joblib_wrapper(u):
@@ -1034,13 +1092,16 @@ def type_name_allowed(qualname: str, policy: Policy | None = None) -> bool:
 
 
 def audit_object(obj: object, policy: Policy | None = None) -> None:
-    """Audit an object loaded by another safe loader (skops) with the same graph rules.
+    """Audit an object loaded by another safe loader (skops) with the same state rules (:mod:`core.state_audit`).
+
+    Like :func:`safe_load`, it sets every ``n_jobs`` it finds to ``None``.
 
     Raises:
-        UnsafeModelError: It holds impure callables, classes as values, tampered trees or deep nesting.
+        UnsafeModelError: It holds impure callables, callable objects, method names other than prediction
+            methods, file inputs, tampered trees or deep nesting.
     """
     u = SafeUnpickler(io.BytesIO(b""), policy or default_policy())
-    _audit_graph(obj, u)
+    state_audit.audit_graph(obj, u)
     _raise_for_refusals(u.resolver)
 
 
@@ -1075,17 +1136,27 @@ def _raise_for_refusals(resolver: _Resolver) -> None:
         names = sorted(resolver.refused)
         custom = sorted(resolver.custom)
         shown = [n if resolver.refused[n] == "not on the allowlist" else f"{n} ({resolver.refused[n]})" for n in names]
+        malicious = [n for n in names if _looks_malicious(n)]
+        if malicious:
+            raise UnsafeModelError(
+                f"This file was refused: it asks to run {'; '.join(shown)}. No model needs "
+                f"{', '.join(malicious[:3])} (commands, files, network or code loading) and nothing in it was "
+                "run; do not open it elsewhere, and ask whoever sent it how it was made.",
+                names,
+            )
         if custom:
             raise UnsafeModelError(
                 f"This model contains custom Python code ({', '.join(custom[:6])}) and was refused, "
                 "nothing of it ran: re-export it without custom functions or classes, or save it as skops "
-                "or a native booster file (XGBoost .json/.ubj, LightGBM .txt).",
+                "or a native booster file (XGBoost .json/.ubj, LightGBM .txt). If it is your own code, "
+                "on your own machine, `modellens --trust` loads it.",
                 names,
                 custom_code=True,
             )
         raise UnsafeModelError(
-            f"This file was refused because loading it would run code outside ModelLens's allowlist: "
-            f"{'; '.join(shown)}. Nothing in it was run; only load files you trust with `modellens --trust`.",
+            f"This file was refused because loading or using it would run code outside ModelLens's allowlist: "
+            f"{'; '.join(shown)}. Nothing in it was run; re-export the model with standard scikit-learn, "
+            "XGBoost, LightGBM or CatBoost objects, or as skops.",
             names,
         )
     if resolver.missing:
@@ -1097,6 +1168,12 @@ def _raise_for_refusals(resolver: _Resolver) -> None:
         )
 
 
+def _looks_malicious(refused: str) -> bool:
+    """True for refused globals no model or honest custom code needs (os.system, builtins.eval, socket ...)."""
+    module = refused.rpartition(".")[0]
+    return refused in allowlist.MALICIOUS_GLOBALS or bool(allowlist.MALICIOUS_MODULE_RE.match(module))
+
+
 def _is_custom_code(module: str) -> bool:
     """True for modules that are user code or code serialisers, not a library or the standard library."""
     if allowlist.CUSTOM_CODE_MODULES.match(module):
@@ -1104,75 +1181,3 @@ def _is_custom_code(module: str) -> bool:
     top = module.split(".")[0]
     stdlib = getattr(sys, "stdlib_module_names", ())  # Python 3.10+; the 3.9 AutoML worker only misses the hint
     return top not in allowlist.KNOWN_PACKAGES and top not in stdlib and top != "__builtin__"
-
-
-# ---------------------------------------------------------------------------------------------------
-# graph audit
-
-
-def _audit_graph(root: object, u: SafeUnpickler) -> None:
-    """Walk the loaded objects iteratively: depth bound, pure callables only, tree indices in bounds."""
-    stack = [(root, 0)]
-    seen: set[int] = set()
-    while stack:
-        obj, depth = stack.pop()
-        if id(obj) in seen or isinstance(obj, _PLAIN):
-            continue
-        seen.add(id(obj))
-        if depth > MAX_DEPTH:
-            u.resolver.refuse("object graph", f"nested deeper than {MAX_DEPTH} levels")
-            return
-        for child in _children(obj, u):
-            stack.append((child, depth + 1))
-
-
-def _children(obj: object, u: SafeUnpickler) -> list:
-    if isinstance(obj, np.ndarray):
-        return list(obj.ravel()) if obj.dtype.hasobject else []
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return list(obj)
-    if isinstance(obj, dict):
-        return [*obj.keys(), *obj.values()]
-    if isinstance(obj, type):
-        value_class = obj.__module__.startswith(u.policy.value_class_prefixes) and u.resolver.allowed_class(obj)
-        if not (u.resolver.value_allowed(obj) or _is_numpy_scalar_type(obj) or value_class):
-            u.resolver.refuse(f"class {_qualname(obj)} stored as a value", "only data types may be stored")
-        return []
-    if isinstance(obj, functools.partial):
-        if not u.is_pure_function(obj.func):
-            u.resolver.refuse(f"{_qualname(obj.func)} stored in a partial", "only pure functions may be stored")
-        return [*obj.args, *(obj.keywords or {}).values()]
-    if callable(obj) and isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, np.ufunc)):
-        if not u.is_pure_function(obj):
-            u.resolver.refuse(f"{_qualname(obj)} stored as a value", "only pure functions may be stored")
-        return []
-    _validate_native_state(obj, u)
-    children = list(vars(obj).values()) if hasattr(obj, "__dict__") else []
-    for slot in getattr(type(obj), "__slots__", ()):
-        if isinstance(slot, str) and hasattr(obj, slot):
-            children.append(getattr(obj, slot))
-    return children
-
-
-def _validate_native_state(obj: object, u: SafeUnpickler) -> None:
-    """Refuse tree structures whose indices would make native predict code read out of bounds."""
-    cls = type(obj)
-    if cls.__module__ == "sklearn.tree._tree" and cls.__name__ == "Tree":
-        n = obj.node_count
-        left, right, feature = obj.children_left, obj.children_right, obj.feature
-        internal = left != -1
-        ok = (left[internal] > np.nonzero(internal)[0]).all() and (right[internal] > np.nonzero(internal)[0]).all()
-        ok = ok and (left < n).all() and (right < n).all() and (right[~internal] == -1).all()
-        ok = ok and (feature[internal] < obj.n_features).all() and (feature[internal] >= 0).all()
-        if not ok:
-            u.resolver.refuse("sklearn.tree._tree.Tree (node indices out of bounds)", "tampered tree")
-    elif cls.__name__ == "TreePredictor" and cls.__module__.startswith("sklearn.ensemble"):
-        nodes = obj.nodes
-        n = len(nodes)
-        inner = nodes["is_leaf"] == 0
-        idx = np.nonzero(inner)[0]
-        ok = (nodes["left"][inner] > idx).all() and (nodes["right"][inner] > idx).all()
-        ok = ok and (nodes["left"][inner] < n).all() and (nodes["right"][inner] < n).all()
-        ok = ok and (nodes["feature_idx"][inner] >= 0).all()
-        if not ok:
-            u.resolver.refuse("HistGradientBoosting TreePredictor (node indices out of bounds)", "tampered tree")

@@ -243,3 +243,109 @@ def inert_payloads() -> dict[str, tuple[bytes, str]]:
             "numpy_pickle_compat",
         ),
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files built only from allowlisted classes whose *state* makes predict act (issue 14). Each is a real
+# fitted model, tampered the way an attacker would, then pickled; tests/core/test_allowlist_state.py shows
+# what a naive loader does with it and that the safe loader refuses it by class, attribute and value.
+
+
+def stacking_tofile(code: bytes) -> object:
+    """A StackingRegressor whose stack_method_ calls ndarray.tofile on a stored array: predict(path) writes code."""
+    from sklearn.ensemble import StackingRegressor
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    X = np.arange(40.0).reshape(-1, 2)
+    model = StackingRegressor([("lr", LinearRegression())], final_estimator=Ridge()).fit(X, X[:, 0])
+    model.estimators_ = [np.array(code)]  # a 0-d bytes array: tofile writes exactly these bytes
+    model.stack_method_ = ["tofile"]
+    return model
+
+
+def text_reader(kind: str = "CountVectorizer", mode: str = "filename") -> object:
+    """A stock text vectorizer told to read the files its input names (the table's values)."""
+    from sklearn.feature_extraction import text
+
+    vectorizer = getattr(text, kind)(input=mode)
+    if kind != "HashingVectorizer":
+        vectorizer.set_params(input="content").fit(["password secret token admin root"])
+        vectorizer.set_params(input=mode)
+    return vectorizer
+
+
+def n_jobs_fan_out(n_jobs: int = 4, *, via_partial: bool = False) -> object:
+    """An allowlisted function called with n_jobs at transform: joblib starts n_jobs processes."""
+    import functools
+
+    from sklearn.feature_selection import mutual_info_regression
+    from sklearn.preprocessing import FunctionTransformer
+
+    y = np.arange(30.0)
+    if via_partial:
+        return FunctionTransformer(func=functools.partial(mutual_info_regression, y=y, n_jobs=n_jobs))
+    return FunctionTransformer(func=mutual_info_regression, kw_args={"y": y, "n_jobs": n_jobs})
+
+
+def dtype_rebuilt_after_use() -> bytes:
+    """An int64 array whose dtype gets BUILD again after the array was made: the int64s become object pointers."""
+    import pickletools
+
+    raw = pickle.dumps(np.array([0x4141414141, 0x4242424242], dtype=np.int64), protocol=2)
+    ops = list(pickletools.genops(raw))
+    start = next(i for i, (op, arg, _) in enumerate(ops) if op.name == "GLOBAL" and arg == "numpy dtype")
+    reduce_at = next(i for i in range(start, len(ops)) if ops[i][0].name == "REDUCE")
+    memo = ops[reduce_at + 1][1]  # the BINPUT that stores the dtype
+    object_state = b"(K\x03" + _s("|") + b"NNNJ\x08\x00\x00\x00J\x08\x00\x00\x00K\x3ft"  # flags 0x3f: objects
+    return raw[:-1] + b"h" + bytes([memo]) + object_state + b"b0."
+
+
+def hgb_feature_out_of_bounds() -> object:
+    """A HistGradientBoostingRegressor whose root split reads feature 2**30 of a 3-feature row."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    model = HistGradientBoostingRegressor(max_iter=2, random_state=0).fit(X, X[:, 0])
+    nodes = model._predictors[0][0].nodes
+    nodes["feature_idx"][0] = 2**30
+    return model
+
+
+def method_name_gadgets() -> dict[str, tuple[object, str]]:
+    """Other meta-estimators and scorers that look up a method by a name their state holds."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.feature_selection import f_regression
+    from sklearn.gaussian_process.kernels import ConstantKernel
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = np.arange(40.0).reshape(-1, 2), np.arange(20) % 2
+    fixed = FixedThresholdClassifier(LogisticRegression()).fit(X, y)
+    fixed.response_method = "tofile"
+    calibrated = CalibratedClassifierCV(LogisticRegression(), cv=2).fit(X, y)
+    calibrated.method = "tofile"
+    calibrated.calibrated_classifiers_[0].method = "dump"
+    stacking = StackingClassifier([("lr", LogisticRegression())]).fit(X, y)
+    stacking.stack_method_ = ["predict", "dump"]
+    scorer = make_scorer(f_regression)
+    scorer._response_method = ("predict", "tofile")
+    scorer_chain = make_pipeline(
+        FunctionTransformer(func=ConstantKernel(constant_value=np.bytes_(b"code"))),
+        FunctionTransformer(func=scorer, kw_args={"X": "sitecustomize.py", "y_true": None}),
+    )
+    shadow = LogisticRegression().fit(X, y)
+    shadow.predict = ConstantKernel()
+    return {
+        "fixed_threshold": (fixed, "FixedThresholdClassifier.response_method='tofile'"),
+        "calibrated": (calibrated, "CalibratedClassifierCV.method='tofile'"),
+        "calibrated_inner": (calibrated, "_CalibratedClassifier.method='dump'"),
+        "stacking_list": (stacking, "StackingClassifier.stack_method_=['predict', 'dump']"),
+        "scorer_response_method": (scorer_chain, "_Scorer._response_method=('predict', 'tofile')"),
+        "kernel_as_func": (scorer_chain, "FunctionTransformer.func=sklearn.gaussian_process.kernels.ConstantKernel"),
+        "scorer_as_func": (scorer_chain, "FunctionTransformer.func=sklearn.metrics._scorer._Scorer"),
+        "method_shadowed": (shadow, "LogisticRegression.predict (instance state replacing a method)"),
+    }

@@ -124,6 +124,44 @@ def test_custom_code_is_refused_with_advice():
     assert "custom Python code" in str(info.value) and "skops" in str(info.value)
 
 
+def test_malicious_refusals_never_suggest_trust(marker_files):
+    """Issue 19: a file that asks for os/subprocess/eval/pickle.loads ... must not end with "use --trust"."""
+    _mark, files = marker_files
+    plainly_malicious = {"p01_os_system_proto0", "p_builtins_eval", "p09_nested_pickle_loads", "p_subprocess_popen"}
+    for name, path in files.items():
+        with pytest.raises(UnsafeModelError) as info:
+            safe_load(path.read_bytes())
+        assert "--trust" not in str(info.value), f"{name}: {info.value}"
+        if name in plainly_malicious:
+            assert "No model needs" in str(info.value), f"{name}: {info.value}"
+
+
+def test_custom_code_refusal_offers_trust_for_your_own_code():
+    import cloudpickle
+    from sklearn.preprocessing import FunctionTransformer
+
+    error = _refused(cloudpickle.dumps(FunctionTransformer(lambda x: x + 1)))
+    assert error.custom_code and "`modellens --trust`" in str(error)
+    error = _refused(b"\x80\x04" + attacks._s("my_features") + attacks._s("AgeBucketer") + b"\x93)\x81.")
+    assert "`modellens --trust`" in str(error)
+
+
+def test_custom_code_next_to_a_malicious_global_does_not_offer_trust():
+    data = pickle.dumps(
+        [attacks.Reduce(__import__("os").system, "true"), attacks.Reduce(print, "x")],
+        protocol=4,
+    )
+    data = data.replace(b"builtins", b"my_utils")  # print from the user's own module, beside os.system
+    error = _refused(data)
+    assert "my_utils.print" in str(error) and "--trust" not in str(error)
+
+
+def _refused(data: bytes) -> UnsafeModelError:
+    with pytest.raises(UnsafeModelError) as info:
+        safe_load(data)
+    return info.value
+
+
 def test_user_module_class_is_custom_code():
     data = b"\x80\x04" + attacks._s("my_features") + attacks._s("AgeBucketer") + b"\x93)\x81."
     with pytest.raises(UnsafeModelError) as info:
