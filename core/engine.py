@@ -28,6 +28,7 @@ from core.errors import ExplanationError
 from core.explanation import check_additivity
 from core.methods import (
     CatBoostNative,
+    CategoricalHGBKernel,
     FastTree,
     LightGBMKernel,
     LightGBMNative,
@@ -227,11 +228,7 @@ class Engine:
         est, family = plan.final, family_of(plan.final)
         engineered_bg = self._engineer(background)
         if family == "sk-boosted" and _categorical_hgb(est):
-            self.notes.append(
-                f"{type(est).__name__} splits natively on categorical columns, which no exact tree method here "
-                "follows: explained model-agnostically on raw columns."
-            )
-            return None
+            return self._hgb_categorical_kernel(est, engineered_bg)
         if family == "sk-forest" or (family == "sk-boosted" and out != "probability"):
             return self._tree_kernel(est)
         if family == "sk-boosted":
@@ -277,8 +274,27 @@ class Engine:
             )
             return LightGBMNative(est, task=self.task, n_threads=self.n_threads)
 
+    def _hgb_categorical_kernel(self, est: Any, background: Any) -> Method | None:
+        """HistGradientBoosting's categorical splits through the kernel; None (agnostic) where it cannot follow."""
+        from core.treeshap import UnsupportedModelError
+
+        if self.output != "probability":
+            try:
+                return CategoricalHGBKernel(
+                    est, output=self.output, task=self.task, background=background, n_threads=self.n_threads
+                )
+            except UnsupportedModelError as exc:
+                why = str(exc)
+        else:
+            why = "its exact tree path is in log-odds, not probability"
+        self.notes.append(
+            f"{type(est).__name__} splits natively on categorical columns and {why}: explained model-agnostically "
+            "on raw columns."
+        )
+        return None
+
     def _tree_kernel(self, est: Any) -> Method | None:
-        """ModelLens's TreeSHAP kernel; None for variants no exact tree method handles (categorical HGB)."""
+        """ModelLens's TreeSHAP kernel on shap's reading of the trees; None for variants it cannot read."""
         from core.treeshap import UnsupportedModelError
 
         try:

@@ -19,6 +19,7 @@ from core.errors import ExplanationError
 
 __all__ = [
     "CatBoostNative",
+    "CategoricalHGBKernel",
     "FastTree",
     "LightGBMKernel",
     "LightGBMNative",
@@ -157,6 +158,38 @@ class FastTree(Method):
         base = np.broadcast_to(self.expected, (values.shape[0], values.shape[2])).copy()
         prediction = predict_units(self.est, X, self.output, self.task)
         return values, base, prediction[:, 1:] if self.binary_single and prediction.shape[1] == 2 else prediction
+
+
+class CategoricalHGBKernel(Method):
+    """HistGradientBoosting with native categorical splits, through ModelLens's kernel (:mod:`core.hgb_trees`).
+
+    Raw-score units only (log-odds for classifiers, the target for an identity-link regressor); the base value is
+    the model's baseline plus the trees' expectations, the prediction its own ``decision_function``/``predict``.
+
+    Raises:
+        UnsupportedModelError: Levels beyond the kernel's bitset, or a regressor whose ``predict`` is not its raw
+            score (a log link).
+    """
+
+    name = "TreeSHAP (path-dependent, ModelLens kernel on HistGradientBoosting's categorical trees)"
+
+    def __init__(self, est: Any, *, output: str, task: str, background: Any, n_threads: int | None = None):
+        from core import hgb_trees, treeshap
+
+        self.hgb_trees, self.treeshap, self.est, self.output, self.task = hgb_trees, treeshap, est, output, task
+        self.n_threads = n_threads
+        self.plan = treeshap.prepare(hgb_trees.from_model(est))
+        self.expected = np.asarray(treeshap.expected_value(self.plan), dtype=np.float64)
+        self.binary_single = task == "binary" and len(self.expected) == 1
+        raw = np.asarray(est._raw_predict(background), dtype=np.float64)
+        if not np.allclose(predict_units(est, background, output, task), raw, rtol=1e-12, atol=0):
+            raise treeshap.UnsupportedModelError("its prediction is not its raw score (a link function)")
+
+    def explain(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Explain raw rows with the kernel; the prediction is the model's own."""
+        values = self.treeshap.shap_values(self.plan, self.hgb_trees.encode_rows(self.est, X), n_threads=self.n_threads)
+        base = np.broadcast_to(self.expected, (values.shape[0], values.shape[2])).copy()
+        return values, base, predict_units(self.est, X, self.output, self.task)
 
 
 def predict_units(est: Any, X: Any, output: str, task: str) -> np.ndarray:

@@ -15,7 +15,6 @@ import pickle
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import joblib
@@ -26,7 +25,6 @@ import shap
 
 import core
 from core.config import Settings
-from core.introspect import describe
 from core.worker import WorkerPool
 
 CITIES, PLANS = ["Lyon", "Paris", "Nice", "Lille"], ["basic", "pro", "max"]
@@ -82,7 +80,6 @@ class Case:
     own: Callable[[pd.DataFrame], np.ndarray]  # raw explained frame -> the library's output in explained units
     shap_values: Callable[[pd.DataFrame], np.ndarray] | None = None  # raw frame -> shap's values (positive class)
     output: str = "auto"
-    in_process: bool = False  # explained in this process (the safe loader refuses the file today)
 
 
 def _fit(model: Any, X: Any, y: Any, **kwargs: Any) -> Any:
@@ -169,20 +166,16 @@ def _hgb_cases(F: pd.DataFrame, y: np.ndarray, yr: np.ndarray) -> dict[str, Case
     by_dtype = HistGradientBoostingClassifier(max_iter=20, categorical_features="from_dtype")
     by_dtype = _fit(by_dtype, as_category(F, ["city", "plan"]), y)
     by_name = _fit(HistGradientBoostingRegressor(max_iter=20, categorical_features=["city", "grade", "plan"]), F, yr)
-    # The safe loader refuses categorical HistGradientBoosting today: its internal ColumnTransformer holds a
-    # FunctionTransformer(func=partial(check_array, ...)), outside the allowlist. Explained in this process.
     return {
         "hgb_from_dtype": Case(
             by_dtype,
             {"city": sorted(CITIES), "plan": sorted(PLANS)},
             lambda f: by_dtype.decision_function(as_category(f, ["city", "plan"])),
-            in_process=True,
         ),
         "hgb_named_text_and_integer": Case(
             by_name,
             {"city": sorted(CITIES), "grade": [1, 2, 3, 4, 5], "plan": sorted(PLANS)},
             by_name.predict,
-            in_process=True,
         ),
     }
 
@@ -271,8 +264,8 @@ METHODS = {
     "lightgbm_integer_coded_and_pandas": ("TreeSHAP (LightGBM native)", "does not read categorical splits"),
     "xgboost_enable_categorical": ("ModelLens kernel on XGBoost's trees", None),
     "catboost_text_and_integer": ("TreeSHAP (CatBoost native)", None),
-    "hgb_from_dtype": ("Exact Shapley", "splits natively on categorical columns"),
-    "hgb_named_text_and_integer": ("Exact Shapley", "splits natively on categorical columns"),
+    "hgb_from_dtype": ("ModelLens kernel on HistGradientBoosting's categorical trees", None),
+    "hgb_named_text_and_integer": ("ModelLens kernel on HistGradientBoosting's categorical trees", None),
     "pipeline_onehot": ("ModelLens kernel) on 15 engineered columns", None),
     "pipeline_ordinal_by_position": ("ModelLens kernel) on 6 engineered columns", None),
     "pipeline_target_encoder": ("Linear SHAP", None),
@@ -293,10 +286,7 @@ def test_categorical_zoo_card_alignment_and_exact_contributions(zoo, module_pool
     case = zoo[name]
     raw = explained_table()
     suffix = ".joblib" if "pipeline" in name else ".pkl"
-    if case.in_process:
-        loaded = SimpleNamespace(**describe(case.model))
-    else:
-        loaded = core.load_model(_upload(case.model, name), name + suffix, pool=module_pool)
+    loaded = core.load_model(_upload(case.model, name), name + suffix, pool=module_pool)
     data = core.load_table(raw.to_csv(index=False).encode(), "customers.csv")
     aligned = core.align(loaded, data)
 
@@ -309,7 +299,7 @@ def test_categorical_zoo_card_alignment_and_exact_contributions(zoo, module_pool
         if case.categorical[column] and column in ("city", "plan", "grade"):
             assert repr(column) in unseen
 
-    expl = core.make_explainer(case.model if case.in_process else loaded, aligned, output=case.output).explain()
+    expl = core.make_explainer(loaded, aligned, output=case.output).explain()
     method, note = METHODS[name]
     assert method in expl.method
     assert note is None or any(note in n for n in expl.notes), expl.notes
@@ -395,3 +385,65 @@ def test_xgboost_categories_beyond_the_kernels_bitset_use_xgboost_and_say_why():
     assert any("more than 24 levels" in note for note in engine.notes)
     result = engine.explain(typed.iloc[50:80], np.arange(30))
     np.testing.assert_allclose(result.prediction[:, 0], model.predict(typed.iloc[50:80], output_margin=True), rtol=1e-6)
+
+
+def _hgb_goes_left(est: Any, predictor: Any, node: Any, encoded_row: np.ndarray) -> bool:
+    """scikit-learn's routing of one raw row at one node (``_predictor.pyx``), on its own internal encoding."""
+    value = encoded_row[node["feature_idx"]]
+    if np.isnan(value):
+        return bool(node["missing_go_to_left"])
+    if node["is_categorical"]:
+        code = int(value)
+        word = int(predictor.raw_left_cat_bitsets[node["bitset_idx"], code // 32])
+        return bool((word >> (code % 32)) & 1)
+    return bool(value <= node["num_threshold"])
+
+
+def _path_dependent_expectation(est: Any, predictor: Any, encoded_row: np.ndarray, known: set[int]) -> float:
+    """E[tree | features in ``known`` fixed] as path-dependent TreeSHAP defines it (covers weight unknown splits)."""
+    nodes = predictor.nodes
+
+    def walk(i: int) -> float:
+        node = nodes[i]
+        if node["is_leaf"]:
+            return float(node["value"])
+        left, right = int(node["left"]), int(node["right"])
+        if int(node["feature_idx"]) in known:
+            return walk(left if _hgb_goes_left(est, predictor, node, encoded_row) else right)
+        return (nodes[left]["count"] * walk(left) + nodes[right]["count"] * walk(right)) / node["count"]
+
+    return walk(0)
+
+
+def test_categorical_hgb_values_equal_brute_force_shapley_of_the_path_dependent_game():
+    """No shap reference reads these splits: enumerate every coalition of the game path-dependent TreeSHAP defines."""
+    from itertools import combinations
+    from math import factorial
+
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from core.engine import Engine
+
+    F, _, yr = table(300, seed=6)
+    model = _fit(HistGradientBoostingRegressor(max_iter=3, max_depth=4, categorical_features=["city", "plan"]), F, yr)
+    raw = explained_table().iloc[[0, 4, 7, 9, 12, 20]]  # unseen city, missing city, unseen plan, missing plan, ...
+    engine = Engine(model, F.iloc[:50])
+    assert "HistGradientBoosting's categorical trees" in engine.method_name
+    ours = engine.explain(raw, np.arange(len(raw))).values[:, :, 0]
+
+    encoded = np.asarray(model._preprocessor.transform(raw), dtype=np.float64)
+    flags = np.asarray(model.is_categorical_)
+    raw_of = np.concatenate([np.flatnonzero(flags), np.flatnonzero(~flags)])  # internal column -> raw column
+    n = len(raw_of)
+    weight = [factorial(k) * factorial(n - k - 1) / factorial(n) for k in range(n)]
+    for r in range(len(raw)):
+        expected = np.zeros(n)
+        for predictor in (p for iteration in model._predictors for p in iteration):
+            for j in range(n):
+                others = [i for i in range(n) if i != j]
+                for k in range(n):
+                    for subset in combinations(others, k):
+                        gain = _path_dependent_expectation(model, predictor, encoded[r], {*subset, j})
+                        gain -= _path_dependent_expectation(model, predictor, encoded[r], set(subset))
+                        expected[raw_of[j]] += weight[k] * gain
+        np.testing.assert_allclose(ours[r], expected, atol=1e-10)

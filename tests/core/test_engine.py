@@ -265,17 +265,19 @@ def test_sklearn_trees_use_the_modellens_kernel_even_where_shap_cannot(fitted):
     np.testing.assert_allclose(result.prediction, model.decision_function(X.iloc[80:90]), rtol=1e-12)
 
 
-def test_categorical_hist_gradient_boosting_is_explained_model_agnostically():
+def test_categorical_hist_gradient_boosting_follows_its_categorical_splits_or_says_why_not():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     F, yb, _ = zoo.tabular()
     F = F.astype({"city": "category", "plan": "category"})
     model = HistGradientBoostingClassifier(max_iter=20, categorical_features="from_dtype").fit(F, yb)
     engine = Engine(model, F.iloc[:60])
-    assert isinstance(engine.method, PermutationMethod)
-    assert any("categorical" in note for note in engine.notes)
+    assert "HistGradientBoosting's categorical trees" in engine.method_name and not engine.notes
     result = engine.explain(F.iloc[60:66], np.arange(6))
     np.testing.assert_allclose(result.prediction[:, 0], model.decision_function(F.iloc[60:66]), rtol=1e-12)
+    engine = Engine(model, F.iloc[:60], output="probability")  # its exact tree path is in log-odds
+    assert isinstance(engine.method, PermutationMethod)
+    assert any("categorical" in note for note in engine.notes)
 
 
 def test_xgboost_is_read_in_float64_and_adds_up_exactly_even_on_large_ensembles():
