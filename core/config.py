@@ -27,6 +27,18 @@ def _env_float(env: dict[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, not {raw!r}.") from exc
 
 
+def _default_max_workers() -> int:
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
+def _default_workers_memory_mb() -> int:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):  # pragma: no cover - every Linux has both
+        total = 8 * 1024**3
+    return int(total / 2 / 1024**2)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob of a ModelLens deployment.
@@ -41,6 +53,12 @@ class Settings:
         worker_memory_mb: Address-space cap of a model worker. ``MODELLENS_WORKER_MEMORY_MB``.
         worker_cpu_seconds: CPU-time budget of one worker request. ``MODELLENS_WORKER_CPU_SECONDS``.
         worker_idle_seconds: Idle workers are stopped after this long. ``MODELLENS_WORKER_IDLE_SECONDS``.
+        max_workers: Model worker processes alive at once, server-wide; the least recently used idle one
+            is stopped to make room. ``MODELLENS_MAX_WORKERS``, default twice the cores (at least 4).
+        workers_memory_mb: Resident memory all model workers may use together (same eviction).
+            ``MODELLENS_WORKERS_MEMORY_MB``, default half the machine's memory.
+        worker_wait_seconds: How long a request waits for room when every worker is busy.
+            ``MODELLENS_WORKER_WAIT_SECONDS``.
         explain_budget_seconds: Work budget of the first (sampled) global view. ``MODELLENS_BUDGET_SECONDS``.
         share_days: Default lifetime of a share link. ``MODELLENS_SHARE_DAYS``.
         password: Optional password for the whole app. ``MODELLENS_PASSWORD``.
@@ -61,6 +79,9 @@ class Settings:
     worker_memory_mb: int = 6144
     worker_cpu_seconds: int = 600
     worker_idle_seconds: int = 900
+    max_workers: int = field(default_factory=lambda: _default_max_workers())
+    workers_memory_mb: int = field(default_factory=lambda: _default_workers_memory_mb())
+    worker_wait_seconds: int = 120
     explain_budget_seconds: float = 2.0
     share_days: int = 30
     password: str | None = None
@@ -91,6 +112,9 @@ class Settings:
             worker_memory_mb=_env_int(env, "MODELLENS_WORKER_MEMORY_MB", 6144),
             worker_cpu_seconds=_env_int(env, "MODELLENS_WORKER_CPU_SECONDS", 600),
             worker_idle_seconds=_env_int(env, "MODELLENS_WORKER_IDLE_SECONDS", 900),
+            max_workers=_env_int(env, "MODELLENS_MAX_WORKERS", _default_max_workers()),
+            workers_memory_mb=_env_int(env, "MODELLENS_WORKERS_MEMORY_MB", _default_workers_memory_mb()),
+            worker_wait_seconds=_env_int(env, "MODELLENS_WORKER_WAIT_SECONDS", 120),
             explain_budget_seconds=_env_float(env, "MODELLENS_BUDGET_SECONDS", 2.0),
             share_days=_env_int(env, "MODELLENS_SHARE_DAYS", 30),
             password=env.get("MODELLENS_PASSWORD") or None,

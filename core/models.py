@@ -69,6 +69,10 @@ class ModelHandle:
             self.card = worker.info["card"]
         return worker
 
+    def worker_alive(self, index: int = 0) -> bool:
+        """True when the index-th worker's process runs (it may have been stopped when idle or to make room)."""
+        return any(w.alive for w in self.pool.workers(self.key)[index : index + 1])
+
     def call(self, op: str, *, index: int = 0, **payload: Any) -> Any:
         """One request on the index-th worker."""
         return self.worker(index).call(op, **payload)

@@ -98,6 +98,7 @@ class ModelWorker:
         self.label = label
         self.spawns = spawns
         self.scratch: Path | None = None
+        self.pool: WorkerPool | None = None  # set by the pool that holds it: it admits the process
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
         self.last_used = time.monotonic()
@@ -124,14 +125,15 @@ class ModelWorker:
             self.scratch = Path(tempfile.mkdtemp(prefix="modellens-worker-"))
             read, execute = _runtime_trees(self.spawns) if self.spawns else ((), ())
             spec = sandbox.spec_env(self.scratch, read=read, execute=execute)
-            self.proc = subprocess.Popen(  # noqa: S603 - fixed command, no shell
-                self.command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=_worker_env(self.settings, self.scratch, spec),
-                cwd=str(self.scratch),
-                process_group=0,
-            )
+            with self.pool.admission(self) if self.pool is not None else contextlib.nullcontext():
+                self.proc = subprocess.Popen(  # noqa: S603 - fixed command, no shell
+                    self.command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=_worker_env(self.settings, self.scratch, spec),
+                    cwd=str(self.scratch),
+                    process_group=0,
+                )
             self.info = self._receive(time.monotonic() + timeout)
             log.info("worker %s started (pid %s), sandbox %s", self.label, self.proc.pid, self.info.get("sandbox"))
             self._require_sandbox()
@@ -256,6 +258,26 @@ class ModelWorker:
         )
 
 
+NEW_WORKER_BYTES = 400 * 1024**2  # what a fresh worker takes once its libraries are imported (about 360 MB)
+
+
+def _resident(workers: list[ModelWorker]) -> int:
+    """Resident memory of the workers' processes and their children (the AutoML runtime), in bytes."""
+    import psutil
+
+    total = 0
+    for worker in workers:
+        proc = worker.proc
+        if proc is None:
+            continue
+        try:
+            process = psutil.Process(proc.pid)
+            total += sum(p.memory_info().rss for p in (process, *process.children(recursive=True)))
+        except psutil.Error:
+            continue
+    return total
+
+
 def _runtime_trees(python: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """What a worker that starts another interpreter must read (its venv and base install) and execute."""
     venv = Path(python).parent.parent
@@ -299,7 +321,11 @@ class WorkerPool:
 
     A background thread stops workers idle for longer than ``settings.worker_idle_seconds``. Extra
     workers of the same model (``helpers``) serve full-table jobs on every core while the main worker
-    keeps answering clicks.
+    keeps answering clicks. The pool has a server-wide budget: at most ``settings.max_workers`` processes
+    and ``settings.workers_memory_mb`` of resident memory. A worker about to start waits its turn
+    (:meth:`admission`, first come first served); the least recently used idle workers are stopped to make
+    room, and when every worker is busy for ``settings.worker_wait_seconds`` the request fails with a
+    sentence that says so.
     """
 
     instances: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
@@ -309,6 +335,7 @@ class WorkerPool:
         self.settings = settings or Settings.from_env()
         self._workers: dict[tuple[str, ...], list[ModelWorker]] = {}
         self._lock = threading.Lock()
+        self._admission = threading.Lock()
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, args=(reap_every,), daemon=True, name="worker-reaper")
         self._reaper.start()
@@ -318,12 +345,56 @@ class WorkerPool:
         with self._lock:
             group = self._workers.setdefault(key, [])
             while len(group) <= index:
-                group.append(factory())
+                worker = factory()
+                worker.pool = self
+                group.append(worker)
             return group[index]
 
-    def workers(self) -> list[ModelWorker]:
-        """Every worker handle in the pool."""
+    @contextlib.contextmanager
+    def admission(self, newcomer: ModelWorker) -> Any:
+        """Hold a place for one more worker process while it is started; stop idle ones to make room.
+
+        Raises:
+            WorkerError: Every worker stayed busy for ``settings.worker_wait_seconds``.
+        """
+        deadline = time.monotonic() + self.settings.worker_wait_seconds
+        with self._admission:
+            while not self._room_for(newcomer):
+                if self._evict_one(newcomer):
+                    continue
+                if time.monotonic() > deadline:
+                    raise errors.WorkerError(
+                        f"Every model worker of this server is busy (at most {self.settings.max_workers} processes, "
+                        f"{self.settings.workers_memory_mb} MB together); try again in a minute."
+                    )
+                time.sleep(0.2)
+            yield
+
+    def _room_for(self, newcomer: ModelWorker) -> bool:
+        alive = [w for w in self.workers() if w is not newcomer and w.alive]
+        if not alive:
+            return True
+        budget = self.settings.workers_memory_mb * 1024**2
+        return len(alive) < self.settings.max_workers and _resident(alive) + NEW_WORKER_BYTES <= budget
+
+    def _evict_one(self, newcomer: ModelWorker) -> bool:
+        """Stop the least recently used idle worker; False when every other worker is busy."""
+        candidates = [w for w in self.workers() if w is not newcomer and w.alive and not w.busy]
+        for worker in sorted(candidates, key=lambda w: w.last_used):
+            if worker.lock.acquire(blocking=False):
+                try:
+                    log.info("stopping the idle %s worker last used longest ago, to make room", worker.label)
+                    worker.close()
+                    return True
+                finally:
+                    worker.lock.release()
+        return False
+
+    def workers(self, key: tuple[str, ...] | None = None) -> list[ModelWorker]:
+        """Every worker handle in the pool (or of one model)."""
         with self._lock:
+            if key is not None:
+                return list(self._workers.get(key, []))
             return [w for group in self._workers.values() for w in group]
 
     def reap(self, now: float | None = None) -> int:

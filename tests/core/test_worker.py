@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
+import threading
 import time
 
 import cloudpickle
@@ -95,3 +97,60 @@ def test_worker_environment_has_no_secrets(pool, monkeypatch, tmp_path):
 
     env = _worker_env(Settings.from_env(), tmp_path, {})
     assert "MODELLENS_PASSWORD" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+
+
+def _tagged(tag: int, pool, settings):
+    model = crashers.FineRegressor()
+    model.tag = tag  # a different file each time
+    return load_model(cloudpickle.dumps(model), f"fine{tag}.pkl", trusted=True, pool=pool, settings=settings)
+
+
+def _alive(pool) -> int:
+    return sum(w.alive for w in pool.workers())
+
+
+@pytest.mark.parametrize("limit", ["count", "memory"])
+def test_the_pool_keeps_to_its_budget_by_stopping_the_least_recently_used_idle_worker(limit):
+    budget = {"count": {"max_workers": 2}, "memory": {"workers_memory_mb": 600}}[limit]  # one worker is ~360 MB
+    settings = dataclasses.replace(Settings.from_env(), **budget)
+    most = 2 if limit == "count" else 1
+    pool = WorkerPool(settings)
+    try:
+        models = []
+        for tag in range(3):
+            models.append(_tagged(tag, pool, settings))
+            assert _alive(pool) <= most
+        assert not models[0].handle.worker_alive()  # used longest ago: stopped to make room
+        for model in models:  # each comes back on demand, and the budget still holds
+            np.testing.assert_array_equal(model.predict(FRAME, "raw")[:, 0], [4.0, 6.0])
+            assert _alive(pool) <= most
+    finally:
+        pool.close()
+
+
+def test_when_every_worker_is_busy_a_new_model_waits_then_says_so():
+    settings = dataclasses.replace(Settings.from_env(), max_workers=1, worker_wait_seconds=1)
+    pool = WorkerPool(settings)
+    try:
+        sleepy = _load(crashers.SleepyRegressor, pool, settings)
+        worker = sleepy.handle.worker()
+        errors_seen: list[Exception] = []
+
+        def hang() -> None:
+            try:
+                worker.call("predict", timeout=6, frame=FRAME, output="raw")
+            except WorkerError as exc:
+                errors_seen.append(exc)
+
+        busy = threading.Thread(target=hang)
+        busy.start()
+        while not worker.busy:
+            time.sleep(0.05)
+        with pytest.raises(WorkerError, match="Every model worker of this server is busy"):
+            _tagged(7, pool, settings)
+        busy.join()
+        assert errors_seen and "did not answer in time" in str(errors_seen[0])
+        fine = _tagged(7, pool, settings)  # room again once the stuck request was stopped
+        np.testing.assert_array_equal(fine.predict(FRAME, "raw")[:, 0], [4.0, 6.0])
+    finally:
+        pool.close()

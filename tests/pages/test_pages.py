@@ -209,10 +209,13 @@ def test_data_that_does_not_match(pipeline_upload):
 
 
 def test_worker_crash_shows_an_error_and_the_app_keeps_working(monkeypatch):
+    import cloudpickle
+
     from tests.core import crashers
 
+    cloudpickle.register_pickle_by_value(crashers)  # the sandboxed worker cannot import the tests package
     monkeypatch.setenv("MODELLENS_TRUST_PICKLES", "1")
-    at = upload(app(), pickle.dumps(crashers.SegfaultRegressor()), b"a,b\n1,2\n3,4\n")
+    at = upload(app(), cloudpickle.dumps(crashers.SegfaultRegressor()), b"a,b\n1,2\n3,4\n")
     assert not at.exception
     assert any("crashed in native code" in e.value for e in at.error)
     assert any("Trusted mode" in w.value for w in at.warning)
