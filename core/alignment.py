@@ -205,16 +205,23 @@ def _parse_numbers(col: str, text: pd.Series, notices: list[str]) -> pd.Series:
 
 
 def _as_category(col: str, series: pd.Series, known: list[Any] | None, notices: list[str], *, dtype: bool) -> pd.Series:
-    """Categorical input: plain values (object) for encoders, or a pandas category dtype for native boosters."""
+    """Categorical input: plain values (object) for encoders, or a pandas category dtype for native boosters.
+
+    Values are matched to the known levels in the levels' own type: a file read ``3`` as a number where the
+    model knows the text ``'3'`` (or the reverse) still finds its level, instead of every value being unseen.
+    """
     values = series.astype(object).where(series.notna(), np.nan)
-    if known and all(isinstance(k, (int, float)) for k in known) and not pd.api.types.is_numeric_dtype(series.dtype):
+    numeric = pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
+    if known and all(isinstance(k, (int, float)) and not isinstance(k, bool) for k in known) and not numeric:
         values = pd.to_numeric(series, errors="coerce")
-    elif pd.api.types.is_numeric_dtype(series.dtype) and not (known and all(isinstance(k, str) for k in known)):
+    elif known and all(isinstance(k, str) for k in known) and numeric:
+        values = series.astype(object).map(_text, na_action="ignore")
+    elif numeric:
         values = series
     if known:
-        unknown = values.notna() & ~values.isin(known)
+        unknown = series.notna() & ~values.isin(known)
         if unknown.any():
-            example = str(values[unknown].iloc[0])[:30]
+            example = str(series[unknown].iloc[0])[:30]
             handled = "they are read as missing values" if dtype else "the model treats them as unknown categories"
             notices.append(
                 f"Column {col!r}: {int(unknown.sum())} value(s) were not seen in training (such as {example!r}); "
@@ -226,6 +233,13 @@ def _as_category(col: str, series: pd.Series, known: list[Any] | None, notices: 
     return values
 
 
+def _text(value: Any) -> str:
+    """A category as text; integral numbers without a decimal part (3.0 -> '3')."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _as_catboost_text(col: str, series: pd.Series, notices: list[str]) -> pd.Series:
     """CatBoost's categorical input: text (it reads the integer 3 and the text '3' as one category).
 
@@ -233,13 +247,7 @@ def _as_catboost_text(col: str, series: pd.Series, notices: list[str]) -> pd.Ser
     as integers and a missing value is passed as the text ``'nan'`` (what ``astype(str)`` writes), with a notice.
     """
     missing = series.isna()
-
-    def text(value: Any) -> str:
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            return str(int(value))
-        return str(value)
-
-    values = series.astype(object).map(text, na_action="ignore")
+    values = series.astype(object).map(_text, na_action="ignore")
     if missing.any():
         notices.append(
             f"Column {col!r}: {int(missing.sum())} missing value(s) are passed to CatBoost as the category 'nan' "

@@ -447,3 +447,24 @@ def test_categorical_hgb_values_equal_brute_force_shapley_of_the_path_dependent_
                         gain -= _path_dependent_expectation(model, predictor, encoded[r], set(subset))
                         expected[raw_of[j]] += weight[k] * gain
         np.testing.assert_allclose(ours[r], expected, atol=1e-10)
+
+
+def test_text_levels_that_a_csv_reads_as_numbers_still_find_their_level(module_pool):
+    """Levels '1'..'3' come back from a CSV as the numbers 1..3: they are the same categories, not unseen ones."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(7)
+    n = 300
+    frame = pd.DataFrame({"x": rng.normal(size=n), "tier": rng.choice(["1", "2", "3"], n), "z": rng.normal(size=n)})
+    y = (frame["tier"] == "2") * 2.0 + frame["x"] + rng.normal(0, 0.1, n)
+    typed = as_category(frame, ["tier"])
+    model = _fit(lgb.LGBMRegressor(n_estimators=15, min_child_samples=5, verbose=-1), typed, y)
+    loaded = core.load_model(pickle.dumps(model), "tiers.pkl", pool=module_pool)
+    assert loaded.categories == {"tier": ["1", "2", "3"]}
+
+    data = core.load_table(frame.to_csv(index=False).encode(), "tiers.csv")
+    assert pd.api.types.is_numeric_dtype(data["tier"])
+    aligned = core.align(loaded, data)
+    assert not aligned.notices
+    expl = core.make_explainer(loaded, aligned).explain()
+    np.testing.assert_allclose(expl.base_values + expl.values.sum(axis=1), model.predict(typed), rtol=1e-6)
