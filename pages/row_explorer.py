@@ -4,7 +4,7 @@ import streamlit as st
 from core.figures import force_figure, waterfall_figure
 from core.metrics import prediction_column
 from core.narrative import summarize
-from core.rows import PAGE_SIZE, filter_rows, page_of, rows_table
+from core.rows import PAGE_SIZE, example_query, page_of, rows_table, search_rows
 from ui import context, loaders, render, selection, state
 
 st.title("Row explorer")
@@ -16,8 +16,16 @@ units = ctx.explanation().units if ctx.model.is_classifier else "prediction"
 table = rows_table(
     ctx.aligned.frame, prediction_column(predictions, ctx.model.classes, ctx.class_label), units, ctx.aligned.target
 )
-query = st.text_input("Search rows", placeholder="words, row:42, age>60, sex=female", key="row_query")
-found = filter_rows(table, query)
+query = st.text_input(
+    "Search rows",
+    placeholder=example_query(table),
+    key="row_query",
+    help='Terms joined by commas: column>value, "name with spaces"<=value, prediction>0.9, city=Lyon, row:42, words.',
+)
+search = search_rows(table, query)
+found = search.rows
+if search.message:
+    st.info(render.md(search.message), icon=":material/search_off:")
 pages = max(1, -(-len(found) // PAGE_SIZE))
 page = st.number_input(f"Page (of {pages}, {len(found):,} rows)", 1, pages, 1, key="row_page") if pages > 1 else 1
 shown = page_of(found, int(page))
