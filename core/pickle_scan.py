@@ -35,7 +35,7 @@ __all__ = ["MAX_OPS", "SCAN_BYTES", "GlobalScan", "list_globals", "scan_globals"
 log = logging.getLogger(__name__)
 
 SCAN_BYTES = 32 * 1024 * 1024
-MAX_OPS = 1_000_000
+MAX_OPS = 200_000
 
 _STRING_OPS = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING"}
@@ -77,7 +77,7 @@ def scan_globals(data: bytes, *, max_bytes: int = SCAN_BYTES, max_ops: int = MAX
         return GlobalScan((), partial=True, stopped=str(exc))
     machine = _Machine()
     stopped = machine.run(stream, max_ops)
-    if stopped and not whole and len(stream) >= max_bytes:
+    if stopped and not machine.capped and not whole and len(stream) >= max_bytes:
         stopped = f"only the first {max_bytes // 2**20} MB of the decompressed stream were scanned"
     return GlobalScan(tuple(dict.fromkeys(machine.found)), partial=bool(stopped), stopped=stopped)
 
@@ -94,6 +94,7 @@ class _Machine:
         self.stack: list[object] = []
         self.memo: dict[int, object] = {}
         self.found: list[tuple[str, str]] = []
+        self.capped = False
 
     def run(self, stream: bytes, max_ops: int) -> str:
         """Step through at most ``max_ops`` opcodes; the reason it stopped early, or ``""`` at STOP."""
@@ -104,6 +105,7 @@ class _Machine:
                     return ""
                 count += 1
                 if count > max_ops:
+                    self.capped = True
                     return f"only the first {max_ops:,} opcodes were scanned"
                 self.step(op, arg)
         except Exception as exc:  # noqa: BLE001 - damaged, truncated or raw array bytes: the listing ends here
