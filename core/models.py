@@ -193,10 +193,11 @@ class LoadedModel:
             return "Not sandboxed: this server was told to open models without the OS sandbox."
         first = reports[0]
         layers = [f"Landlock ABI {first['landlock']}", "seccomp", "no capabilities"]
-        if first.get("namespaces"):
-            layers.append("own " + "/".join(first["namespaces"]) + " namespaces")
+        if "net" in (first.get("namespaces") or []):
+            layers.append("no network")
         where = "its worker and the AutoML runtime's" if len(reports) > 1 else "its worker"
-        return f"Sandboxed in {where}: {', '.join(layers)}; checked: " + ", ".join(first["verified"]) + " fail."
+        checked = min(len(r.get("verified") or []) for r in reports)
+        return f"Sandboxed in {where} ({', '.join(layers)}): {checked} forbidden actions checked to fail."
 
     @property
     def is_classifier(self) -> bool:

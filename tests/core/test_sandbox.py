@@ -81,8 +81,8 @@ def test_a_worker_confines_itself_and_checks_every_layer():
 def test_the_model_card_names_the_sandbox(pool):
     model = load_model(_forest(), "rf.pkl", pool=pool)
     assert model.runtime["sandbox"]["active"]
-    assert model.isolation.startswith("Sandboxed in its worker: Landlock ABI")
-    assert "write outside scratch" in model.isolation
+    assert model.isolation.startswith("Sandboxed in its worker (Landlock ABI")
+    assert model.isolation.endswith(f"): {len(LAYERS)} forbidden actions checked to fail.")
 
 
 @pytest.mark.parametrize(
