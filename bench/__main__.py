@@ -16,6 +16,7 @@ SECTIONS = {
     "browser": "bench.browser",
     "dask": "bench.dask_scaling",
     "automl": "bench.automl",
+    "hostile": "bench.hostile",
 }
 
 
