@@ -55,5 +55,8 @@ test-fast: $(VENV)/.dev $(VENV)/.project ## Unit and AppTest only (no browser, n
 bench: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## Benchmarks (speed is measured here, never asserted in tests)
 	$(BIN)/python -m bench
 
+fuzz: $(VENV)/.dev $(VENV)/.project ## Mutation fuzz of the safe unpickler (MODELLENS_FUZZ_SECONDS, default 600; make test runs 45 s)
+	MODELLENS_FUZZ_SECONDS=$${MODELLENS_FUZZ_SECONDS:-600} $(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_fuzz.py
+
 clean: ## Remove the virtualenv and caches (your ~/.modellens data is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -11,8 +11,8 @@ computed names, memo tricks, nested pickles and compressed joblib files, so this
   no object dtypes passed to numpy constructors, no class-level BUILD).
 * NEWOBJ instantiates only allowed classes, with no arguments (as every legitimate file does).
 * BUILD, SETITEM(S), APPEND(S) and ADDITEMS act only on the container types legitimate files use; a numpy
-  dtype takes state once, right after it is made and before any array uses it, and never becomes an
-  object-holding dtype that way (that would turn validated raw bytes into object pointers).
+  dtype takes state once, right after it is made and before any array uses it, and never gains or loses
+  object semantics that way (that would turn raw bytes into object pointers).
 * INST, OBJ, EXT*, PERSID and out-of-band buffers are refused: model files never use them.
 * joblib containers are read here too: its compressors are decompressed with a size cap, legacy ``ZF``
   files are refused, array bytes are read from the stream (never ``np.empty`` of an attacker's shape),
@@ -789,10 +789,15 @@ def _build(u: SafeUnpickler, inst: object, state: object) -> object:
         _require(all(_plain_tree(a) for a in state[1]), "partial arguments")
     elif not u.resolver.allowed_class(type(inst)):
         raise _Refusal(f"setting state on {_qualname(type(inst))} is not allowed")
+    elif type(inst).__module__ in _BINARY_TREE_MODULES:
+        _require(state_audit.binary_tree_state_ok(state), f"{type(inst).__name__} state (indices out of bounds)")
     if isinstance(state, dict) and isinstance(state.get("_sklearn_version"), str):
         u.sklearn_versions.add(state["_sklearn_version"])
     _apply_state(inst, state)
     return inst
+
+
+_BINARY_TREE_MODULES = frozenset({"sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree"})
 
 
 def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: object) -> None:
@@ -808,6 +813,7 @@ def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: object) -> None
     object_flags = 0x01 | 0x04  # NPY_ITEM_REFCOUNT / NPY_ITEM_IS_POINTER
     adds_objects = bool(flags & object_flags) or any(d.hasobject for d in field_dtypes)
     _require(dtype.hasobject or not adds_objects, "BUILD turning a numpy dtype into one that holds objects")
+    _require(not dtype.hasobject or bool(flags & 0x01), "BUILD turning an object dtype into raw bytes")
 
 
 def _dtype_subarray_ok(subarray: object) -> bool:
@@ -1062,7 +1068,8 @@ def safe_load(data: bytes, policy: Policy | None = None) -> SafeLoadResult:
         The loaded object with its container kind, protocol and recorded library versions.
 
     Raises:
-        UnsafeModelError: The file references anything outside the policy; every refused global is listed.
+        UnsafeModelError: The file references anything outside the policy, or the loaded state could act
+            (:mod:`core.state_audit`); every refused global or attribute is listed.
         MissingDependencyError: The file needs a known library that is not installed.
         ModelLoadError: The file is empty, truncated, damaged or not a pickle.
     """

@@ -31,7 +31,7 @@ import numpy as np
 
 from core import allowlist
 
-__all__ = ["MAX_DEPTH", "audit_graph", "qualname"]
+__all__ = ["MAX_DEPTH", "audit_graph", "binary_tree_state_ok", "qualname"]
 
 MAX_DEPTH = 2000
 _PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), np.generic)
@@ -314,3 +314,30 @@ def _hist_gradient_boosting_ok(estimator: Any) -> bool:
     if is_categorical is not None and len(is_categorical) != n_features:
         return False
     return all(_predictor_ok(p, n_features, is_categorical) for group in predictors for p in group)
+
+
+def binary_tree_state_ok(state: object) -> bool:
+    """True when a KDTree / BallTree state is consistent (checked before its __setstate__ trusts it)."""
+    if not (isinstance(state, tuple) and len(state) == 13):
+        return False
+    data, idx, nodes, bounds = state[:4]
+    counts, metric, weights = state[4:11], state[11], state[12]
+    arrays_ok = all(isinstance(a, np.ndarray) for a in (data, idx, nodes, bounds))
+    if not (arrays_ok and all(isinstance(c, int) and not isinstance(c, bool) for c in counts)):
+        return False
+    leaf_size, n_levels, n_nodes = counts[:3]
+    if not (data.ndim == 2 and data.dtype.kind == "f" and idx.ndim == 1 and idx.dtype == np.intp):
+        return False
+    n, d = data.shape
+    if not (len(idx) == n and (n == 0 or (idx.min() >= 0 and idx.max() < n))):
+        return False
+    if not (nodes.dtype.names == ("idx_start", "idx_end", "is_leaf", "radius") and nodes.shape == (n_nodes,)):
+        return False
+    starts, ends = nodes["idx_start"], nodes["idx_end"]
+    if not ((starts >= 0).all() and (starts <= ends).all() and (ends <= n).all()):
+        return False
+    shape_ok = bounds.ndim == 3 and bounds.shape[1:] == (n_nodes, d) and bounds.dtype == data.dtype
+    sizes_ok = leaf_size > 0 and 0 < n_levels < 64 and n_nodes == 2**n_levels - 1
+    weights_ok = weights is None or (isinstance(weights, np.ndarray) and weights.shape == (n,))
+    metric_ok = type(metric).__module__ == "sklearn.metrics._dist_metrics"
+    return bool(shape_ok and sizes_ok and weights_ok and metric_ok)

@@ -168,6 +168,13 @@ def test_dtype_state_may_not_add_objects_even_before_use():
     assert "holds objects" in str(_refusal(b"\x80\x02" + dtype + state + b"b."))
 
 
+def test_dtype_state_may_not_turn_an_object_dtype_into_raw_bytes():
+    """Found by the fuzz: flags without NPY_ITEM_REFCOUNT made joblib read an object array's bytes raw."""
+    dtype = attacks._g("numpy", "dtype") + attacks._s("O8") + b"\x89\x88\x87R"
+    state = b"(K\x03" + attacks._s("|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x80t"
+    assert "object dtype into raw bytes" in str(_refusal(b"\x80\x02" + dtype + state + b"b."))
+
+
 def test_hist_gradient_boosting_feature_index_crashes_a_naive_loader_and_is_refused(tmp_path):
     path = tmp_path / "hgb.pkl"
     path.write_bytes(pickle.dumps(attacks.hgb_feature_out_of_bounds(), protocol=4))
@@ -175,6 +182,25 @@ def test_hist_gradient_boosting_feature_index_crashes_a_naive_loader_and_is_refu
     assert result.returncode != 0  # SIGSEGV on these machines
 
     assert "HistGradientBoostingRegressor predictors (node indices out of bounds)" in str(_refusal(path.read_bytes()))
+
+
+class _TamperedTree:
+    """Pickles as a KDTree whose index array points past its data (what the fuzz found crashing __setstate__)."""
+
+    def __init__(self):
+        from sklearn.neighbors import KDTree
+
+        self.tree = KDTree(np.random.default_rng(0).normal(size=(40, 3)), leaf_size=5)
+
+    def __reduce__(self):
+        new_obj, args, state = self.tree.__reduce__()[:3]
+        state = list(state)
+        state[1] = state[1] + 10**9
+        return new_obj, args, tuple(state)
+
+
+def test_neighbour_tree_state_is_checked_before_its_setstate_trusts_it():
+    assert "KDTree state (indices out of bounds)" in str(_refusal(pickle.dumps(_TamperedTree(), protocol=4)))
 
 
 def _categorical_hgb():
