@@ -1,4 +1,8 @@
-"""``modellens explain`` (SHAP values as JSON, CSV or Parquet) and ``modellens report`` (an HTML report)."""
+"""``modellens explain`` (SHAP values as JSON, CSV or Parquet) and ``modellens report`` (an HTML report).
+
+Each prints its result (stdout or ``--out``), the table's alignment notices and, on a terminal, a progress bar
+(:class:`core.cli_console.Progress`); library logs go to the log file (:func:`core.cli_console.routed_logs`).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,20 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from core.alignment import align
+from core.cli_console import Progress, parse_rows, say
 from core.data_io import load_table
 from core.explain import Explainer, make_explainer
 from core.explanation import Explanation
 from core.models import LoadedModel, load_model
 from core.report_data import safe_table
 
-__all__ = ["run"]
+__all__ = ["is_batch", "run", "run_batch", "run_report"]
 
 
 def _as_json(expl: Explanation) -> str:
@@ -37,30 +43,39 @@ def _as_json(expl: Explanation) -> str:
     )
 
 
-def _prepare(args: argparse.Namespace) -> tuple[LoadedModel, Explainer]:
+def _prepare(args: argparse.Namespace, progress: Progress) -> tuple[LoadedModel, Explainer]:
+    """Load the model and the table, align them (notices on stderr) and build the explainer."""
     model_path, data_path = Path(args.model), Path(args.data)
+    progress.update(0.0, f"loading {model_path.name}")
     model = load_model(model_path.read_bytes(), model_path.name, trusted=args.trust)
+    progress.update(0.25, f"reading {data_path.name}")
     table = load_table(data_path.read_bytes(), data_path.name)
     aligned = align(model, table, target=args.target)
+    progress.clear()
     for notice in aligned.notices:
-        print(f"modellens: {notice}", file=sys.stderr)
+        say(notice)
+    progress.update(0.5, "preparing the explainer")
     return model, make_explainer(model, aligned.frame, output=args.output)
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Write the HTML report: global views on a budgeted sample (or every row), the pinned rows in full."""
-    from core.cli import parse_rows
     from core.report import build_report
 
-    model, explainer = _prepare(args)
+    progress = Progress(piped_lines=False)
+    model, explainer = _prepare(args, progress)
+    progress.update(0.6, "explaining a sample")
     result = explainer.explain_sample(budget_seconds=10.0)
     pinned = parse_rows(args.rows) or []
+    progress.update(0.8, f"explaining {len(pinned)} pinned rows")
     rows = [explainer.explain_all([r]).for_class(args.class_label).row(0) for r in pinned]
+    progress.update(0.9, "writing the report")
     html_text = build_report(
         result.for_class(args.class_label), model.card(), rows=rows, title=args.title, notes=[*model.notices]
     )
     Path(args.out).write_text(html_text, encoding="utf-8")
-    print(f"modellens: wrote {args.out} ({len(html_text) / 1e6:.1f} MB)", file=sys.stderr)
+    progress.clear()
+    say(f"wrote {args.out} ({len(html_text) / 1e6:.1f} MB)")
     return 0
 
 
@@ -75,11 +90,11 @@ def is_batch(args: argparse.Namespace) -> bool:
 
 def run_batch(args: argparse.Namespace) -> int:
     """Explain every row on Dask, showing progress; Ctrl-C stops within one mini-batch (resume later)."""
-    import time
-
     from core.batch import BatchJob
     from core.errors import CancelledError
 
+    progress = Progress()
+    progress.update(0.0, "starting the Dask workers")
     job = BatchJob(
         args.model,
         args.data,
@@ -95,47 +110,43 @@ def run_batch(args: argparse.Namespace) -> int:
         trusted=args.trust,
     )
     try:
-        while job.progress().state == "running":
-            print(f"\r{job.progress().line()}   ", end="", file=sys.stderr, flush=True)
+        while (state := job.progress()).state == "running":
+            progress.update(state.rows_done / max(state.rows_total, 1), state.line())
             time.sleep(0.5)
         summary = job.result()
     except KeyboardInterrupt:
-        print("\nmodellens: stopping the workers after their current mini-batch…", file=sys.stderr)
+        progress.clear()
+        say("stopping the workers after their current mini-batch…")
         job.cancel()
         with contextlib.suppress(CancelledError):
             job.result(timeout=120)
-        print(
-            f"modellens: cancelled; finished files are kept: run again with --resume to finish {args.out}",
-            file=sys.stderr,
-        )
+        say(f"cancelled; finished files are kept: run again with --resume to finish {args.out}")
         return 130
     finally:
         job.close()
-    print(f"\r{job.progress().line()}   ", file=sys.stderr)
-    print(
-        f"modellens: wrote {summary['rows_done']:,} rows to {args.out} (summary.json, {summary['tasks']} files)",
-        file=sys.stderr,
-    )
+    progress.clear()
+    say(f"wrote {summary['rows_done']:,} rows to {args.out} (summary.json, {summary['tasks']} files)")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Explain the selected rows and write them in the requested format (or a whole table in batch mode)."""
-    from core.cli import parse_rows
-
     if is_batch(args):
         return run_batch(args)
-
-    _, explainer = _prepare(args)
-    expl = explainer.explain(parse_rows(args.rows), class_label=args.class_label)
+    if args.format == "parquet" and not args.out:
+        say("--format parquet needs --out FILE")
+        return 2
+    progress = Progress(piped_lines=False)
+    _, explainer = _prepare(args, progress)
+    rows = parse_rows(args.rows)
+    progress.update(0.75, f"explaining {'every row' if rows is None else f'{len(rows)} rows'}")
+    expl = explainer.explain(rows, class_label=args.class_label)
+    progress.clear()
     if args.format == "json":
         text = _as_json(expl)
     elif args.format == "csv":
         text = safe_table(expl.to_frame()).to_csv(index=False)
     else:
-        if not args.out:
-            print("modellens: --format parquet needs --out FILE", file=sys.stderr)
-            return 2
         safe_table(expl.to_frame()).to_parquet(args.out, index=False)
         return 0
     if args.out:

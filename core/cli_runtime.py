@@ -13,33 +13,40 @@ installed runtime's folder (``install``) and the table (``list``) go to stdout.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from core import runtimes
+from core.cli_console import common_options, routed_logs
 from core.config import Settings
 from core.errors import MissingDependencyError, ModelLensError
 
 __all__ = ["add_parser", "main", "run"]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any, *, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     """Add the ``runtime`` command to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
+
+    Args:
+        subparsers: What ``ArgumentParser.add_subparsers`` returned.
+        parents: Options every subcommand accepts (``--trust``, ``-v``), passed on to each runtime command.
 
     Returns:
         The ``runtime`` parser; dispatch its parsed arguments to :func:`run`.
     """
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "runtime",
+        parents=parents,
         help="install, list or remove model runtimes (Azure AutoML)",
         description="Manage the separate Python runtimes some models need. Runtimes live in MODELLENS_RUNTIMES "
         "(default: <MODELLENS_HOME>/runtimes).",
     )
-    sub = parser.add_subparsers(dest="runtime_command", required=True, metavar="{install,list,remove}")
-    install = sub.add_parser("install", help=f"install a runtime: {runtimes.NAME}")
+    sub = parser.add_subparsers(
+        dest="runtime_command", required=True, metavar="{install,list,remove}", help="what to do"
+    )
+    install = sub.add_parser("install", parents=parents, help=f"install a runtime: {runtimes.NAME}")
     install.add_argument("name", help=f"the runtime: {runtimes.NAME}")
     install.add_argument(
         "--version",
@@ -53,8 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="cpu",
         help="cpu: build a CPU-only wheel once (needs cmake, g++); pypi: PyPI's wheel (525 MB CUDA library)",
     )
-    sub.add_parser("list", help="list the installed runtimes")
-    remove = sub.add_parser("remove", help="remove a runtime")
+    sub.add_parser("list", parents=parents, help="list the installed runtimes")
+    remove = sub.add_parser("remove", parents=parents, help="remove a runtime")
     remove.add_argument("name", help=f"the runtime: {runtimes.NAME}")
     remove.add_argument("--version", help="the version to remove (default: every installed version)")
     return parser
@@ -113,18 +120,18 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m core.cli_runtime ARGS`` is ``modellens runtime ARGS``."""
-    logging.basicConfig(level=os.environ.get("MODELLENS_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="modellens")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    parser = argparse.ArgumentParser(prog="modellens", parents=[common_options(top=True)])
+    add_parser(parser.add_subparsers(dest="command", required=True), parents=[common_options(top=False)])
     args = parser.parse_args(["runtime", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run(args)
-    except ModelLensError as exc:
-        print(f"modellens: {exc}", file=sys.stderr)
-        return 4 if isinstance(exc, MissingDependencyError) else 7
-    except KeyboardInterrupt:
-        print("modellens: interrupted; nothing was left half-installed.", file=sys.stderr)
-        return 130
+    with routed_logs(Settings.from_env().home / "logs", verbose=args.verbose):
+        try:
+            return run(args)
+        except ModelLensError as exc:
+            print(f"modellens: {exc}", file=sys.stderr)
+            return 4 if isinstance(exc, MissingDependencyError) else 7
+        except KeyboardInterrupt:
+            print("modellens: interrupted; nothing was left half-installed.", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":
