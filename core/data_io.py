@@ -61,7 +61,7 @@ def load_table(
     elif data[:4] == b"PK\x03\x04":
         frame = _read_excel(data, filename, max_rows)
     else:
-        frame = _read_text(data, filename, max_columns)
+        frame = _read_text(data, filename, max_rows, max_columns)
     return _validate(frame, filename, max_rows, max_columns)
 
 
@@ -197,7 +197,7 @@ def _has_decimal_comma(sample: str, sep: str) -> bool:
     return any(_DECIMAL_COMMA.fullmatch(field.strip()) for row in _rows(sample, sep) for field in row)
 
 
-def _read_text(data: bytes, filename: str, max_columns: int) -> pd.DataFrame:
+def _read_text(data: bytes, filename: str, max_rows: int, max_columns: int) -> pd.DataFrame:
     text = _decode(data, filename)
     sep, decimal = _dialect(text, filename)
     header, first = _first_rows(text, sep, filename)
@@ -210,7 +210,7 @@ def _read_text(data: bytes, filename: str, max_columns: int) -> pd.DataFrame:
         )
     _check_unique([h.strip() for h in header])
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, decimal=decimal, skipinitialspace=True)
+        frame = pd.read_csv(io.StringIO(text), sep=sep, decimal=decimal, skipinitialspace=True, nrows=max_rows + 1)
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{filename!r} is not a well-formed table: {str(exc).splitlines()[0]}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -238,8 +238,10 @@ def _check_unique(names: list[str]) -> None:
 
 
 def _too_many_rows(filename: str, rows: int, max_rows: int) -> DataError:
+    """``rows`` is exact (Parquet's footer) or ``max_rows + 1`` (a read stopped one row past the cap)."""
+    count = f"more than {max_rows:,}" if rows == max_rows + 1 else f"{rows:,}"
     return DataError(
-        f"{filename!r} has {rows:,} rows, over this server's cap of {max_rows:,}; upload a sample, or "
+        f"{filename!r} has {count} rows, over this server's cap of {max_rows:,}; upload a sample, or "
         "explain the whole table with `modellens explain MODEL DATA --out DIR` (Dask)."
     )
 

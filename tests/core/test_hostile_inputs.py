@@ -252,3 +252,9 @@ def test_excel_row_cap_stops_the_read():
     pd.DataFrame({"a": range(50)}).to_excel(buf, index=False)
     with pytest.raises(DataError, match="over this server's cap of 10"):
         load_table(buf.getvalue(), "t.xlsx", max_rows=10)
+
+
+def test_a_long_csv_is_read_only_one_row_past_the_cap():
+    data = b"a,b\n" + b"1,2\n" * 500_000
+    with pytest.raises(DataError, match="has more than 1,000 rows, over this server's cap of 1,000"):
+        load_table(data, "long.csv", max_rows=1_000)  # "more than": the read stopped at row 1,001
