@@ -3,8 +3,12 @@
 Read from ``Booster.dump_model()``: numerical splits ``x <= threshold`` in double precision, covers are the
 data counts LightGBM's own TreeSHAP uses, and missing values route as LightGBM routes them: with missing type
 ``NaN`` to the default child, with ``None`` as if they were zero (so the default child here is the one 0.0
-takes). Categorical splits and ``zero_as_missing`` (missing type ``Zero``) are not read
-(:class:`UnsupportedBooster`); the engine then uses LightGBM's native contributions.
+takes). Categorical splits (``==``, the categories listed go left) are read when every listed category is
+below :data:`MAX_KERNEL_LEVELS` (the kernel's bitset, read through float32): :func:`encode_rows` gives the
+kernel a category as its value + 1 (a pandas category as its code in the training levels), and routes as
+LightGBM does: a missing value, a negative value or one beyond the bitset right (checked against LightGBM's
+own contributions, missing types ``NaN`` and ``None`` alike). ``zero_as_missing`` (missing type ``Zero``) and
+linear trees are not read (:class:`UnsupportedBooster`); the engine then uses LightGBM's native contributions.
 """
 
 from __future__ import annotations
@@ -13,16 +17,28 @@ import re
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from core.xgb_trees import UnsupportedBooster, XGBEnsemble, _fill_expectations
+from core.xgb_trees import MAX_KERNEL_LEVELS, UnsupportedBooster, XGBEnsemble, _fill_expectations
 
-__all__ = ["categorical_inputs", "from_booster"]
+__all__ = ["MAX_KERNEL_LEVELS", "categorical_inputs", "encode_rows", "from_booster"]
+_OUT_OF_RANGE = 32.0  # a kernel input whose bit (31) no bitset here sets: the row goes right
+
+
+def _categorical_split(node: dict[str, Any]) -> tuple[float, bool]:
+    """(bitset of the categories that go left, whether a missing value goes left) of an ``==`` split."""
+    if node.get("missing_type", "None") == "Zero":
+        raise UnsupportedBooster("zero_as_missing")
+    cats = {int(c) for c in str(node["threshold"]).split("||") if c.strip()}
+    if any(c >= MAX_KERNEL_LEVELS or c < 0 for c in cats):
+        raise UnsupportedBooster(f"categorical splits on values beyond {MAX_KERNEL_LEVELS - 1}")
+    return float(sum(1 << c for c in cats)), False  # a missing category always goes right
 
 
 def _flatten(
     root: dict[str, Any],
-) -> tuple[list[int], list[int], list[int], list[int], list[float], list[float], list[float]]:
-    left, right, default, feature, threshold, value, count = [], [], [], [], [], [], []
+) -> tuple[list[int], list[int], list[int], list[int], list[float], list[float], list[float], list[int]]:
+    left, right, default, feature, threshold, value, count, kind = [], [], [], [], [], [], [], []
     stack: list[tuple[dict[str, Any], int, str]] = [(root, -1, "")]
     while stack:
         node, parent, side = stack.pop()
@@ -39,23 +55,29 @@ def _flatten(
             threshold.append(0.0)
             value.append(float(node["leaf_value"]))
             count.append(float(node.get("leaf_count", 1) or 1))
+            kind.append(0)
             continue
-        if node.get("decision_type") != "<=":
-            raise UnsupportedBooster("categorical splits")
         missing = node.get("missing_type", "None")
         if missing == "Zero":
             raise UnsupportedBooster("zero_as_missing")
-        thr = float(node["threshold"])
+        if node.get("decision_type") == "==":
+            thr, goes_left = _categorical_split(node)
+            kind.append(1)
+        elif node.get("decision_type") == "<=":
+            thr = float(node["threshold"])
+            goes_left = bool(node.get("default_left")) if missing == "NaN" else thr >= 0.0
+            kind.append(0)
+        else:
+            raise UnsupportedBooster(f"{node.get('decision_type')} splits")
         feature.append(int(node["split_feature"]))
         threshold.append(thr)
         value.append(0.0)
         count.append(float(node.get("internal_count", 1) or 1))
-        goes_left = bool(node.get("default_left")) if missing == "NaN" else thr >= 0.0
         default[index] = -2 if goes_left else -3  # resolved below, once the children have indices
         stack.append((node["right_child"], index, "R"))
         stack.append((node["left_child"], index, "L"))
     default = [left[i] if d == -2 else right[i] if d == -3 else -1 for i, d in enumerate(default)]
-    return left, right, default, feature, threshold, value, count
+    return left, right, default, feature, threshold, value, count, kind
 
 
 def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
@@ -69,8 +91,6 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
         raise UnsupportedBooster("random-forest mode (averaged output)")
     per_iteration = int(doc.get("num_tree_per_iteration", 1))
     trees = doc["tree_info"][: n_trees or None]
-    if any(t.get("num_cat", 0) for t in trees):
-        raise UnsupportedBooster("categorical splits")
     flat = [_flatten(t["tree_structure"]) for t in trees]
     width, k = max(len(f[0]) for f in flat), len(flat)
     outputs = max(1, int(doc.get("num_class", 1))) if per_iteration > 1 else 1
@@ -83,11 +103,12 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
             ("feature", -1, np.int32),
             ("threshold", 0.0, np.float64),
             ("count", 0.0, np.float64),
+            ("kind", 0, np.int32),
         )
     }
     values = np.zeros((k, width, outputs))
     tree_class = np.arange(k) % per_iteration if outputs > 1 else np.zeros(k, dtype=np.int64)
-    for t, (left, right, default, feature, threshold, value, count) in enumerate(flat):
+    for t, (left, right, default, feature, threshold, value, count, kind) in enumerate(flat):
         n = len(left)
         for name, data in (
             ("left", left),
@@ -96,6 +117,7 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
             ("feature", feature),
             ("threshold", threshold),
             ("count", count),
+            ("kind", kind),
         ):
             arrays[name][t, :n] = data
         leaf_values = np.asarray(value, dtype=np.float64)
@@ -107,12 +129,45 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
         children_default=arrays["default"],
         features=arrays["feature"],
         thresholds=arrays["threshold"],
-        threshold_types=np.zeros((k, width), np.int32),
+        threshold_types=arrays["kind"],
         values=values,
         node_sample_weight=arrays["count"],
         tree_class=tree_class.astype(np.int64),
         input_dtype="float64",
+        categorical_levels=_kernel_levels(booster),
     )
+
+
+def _kernel_levels(booster: Any) -> dict[int, list[Any]]:
+    """Categorical feature -> its pandas levels (code order), or [] for an integer-coded one."""
+    return {i: levels if kind == "category" else [] for i, (kind, levels) in categorical_inputs(booster).items()}
+
+
+def encode_rows(ensemble: XGBEnsemble, X: Any) -> np.ndarray:
+    """Rows as the kernel reads them: numbers as they are; a categorical feature's category c as c + 1.
+
+    A pandas category column is coded in its training levels (as LightGBM recodes it); a missing or unknown
+    category is NaN; a negative value or one beyond the bitset goes right, as in LightGBM.
+    """
+    if not ensemble.categorical_levels:
+        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    out = np.empty(frame.shape, dtype=np.float64)
+    for j in range(frame.shape[1]):
+        column = frame.iloc[:, j]
+        levels = ensemble.categorical_levels.get(j)
+        if levels is None:
+            out[:, j] = np.asarray(column, dtype=np.float64)
+            continue
+        if levels or isinstance(column.dtype, pd.CategoricalDtype):
+            values = column.astype(object).where(column.notna(), None)
+            codes = pd.Categorical(values, categories=levels or list(column.cat.categories)).codes
+            value = np.where(codes < 0, np.nan, codes.astype(np.float64))
+        else:
+            value = np.trunc(np.asarray(column, dtype=np.float64))  # LightGBM casts to int
+        outside = ~np.isnan(value) & ((value < 0) | (value >= MAX_KERNEL_LEVELS))
+        out[:, j] = np.where(outside, _OUT_OF_RANGE, value + 1.0)
+    return out
 
 
 def categorical_inputs(booster: Any) -> dict[int, tuple[str, list[Any]]]:

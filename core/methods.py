@@ -294,18 +294,20 @@ class LightGBMKernel(Method):
     def __init__(self, est: Any, *, task: str, n_threads: int | None = None):
         from core import lgb_trees, treeshap
 
-        self.treeshap, self.n_threads = treeshap, n_threads
+        self.treeshap, self.lgb_trees, self.n_threads = treeshap, lgb_trees, n_threads
         self.booster = est.booster_ if hasattr(est, "booster_") else est
         best = getattr(est, "best_iteration_", None) if hasattr(est, "booster_") else None
         self.num_iteration = best if best else None
         n_trees = best * self.booster.num_model_per_iteration() if best else None
-        self.plan = treeshap.prepare(lgb_trees.from_booster(self.booster, n_trees))
+        self.ensemble = lgb_trees.from_booster(self.booster, n_trees)
+        self.plan = treeshap.prepare(self.ensemble)
         self.expected = np.asarray(treeshap.expected_value(self.plan), dtype=np.float64)
         self.binary_single = task == "binary"
 
     def explain(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Explain rows with the kernel; the prediction is LightGBM's own raw score (double precision)."""
-        values = self.treeshap.shap_values(self.plan, _numeric(X), n_threads=self.n_threads)
+        rows = self.lgb_trees.encode_rows(self.ensemble, X)
+        values = self.treeshap.shap_values(self.plan, rows, n_threads=self.n_threads)
         margin = self.booster.predict(X, raw_score=True, num_iteration=self.num_iteration)
         base = np.broadcast_to(self.expected, (values.shape[0], values.shape[2])).copy()
         return values, base, np.asarray(margin, dtype=np.float64).reshape(len(values), -1)

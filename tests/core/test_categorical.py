@@ -260,8 +260,8 @@ def module_pool():
 
 # name -> (the method shown, and the note that says why when it is not ModelLens's own exact tree path)
 METHODS = {
-    "lightgbm_pandas_categories": ("TreeSHAP (LightGBM native)", "does not read categorical splits"),
-    "lightgbm_integer_coded_and_pandas": ("TreeSHAP (LightGBM native)", "does not read categorical splits"),
+    "lightgbm_pandas_categories": ("ModelLens kernel on LightGBM's trees", None),
+    "lightgbm_integer_coded_and_pandas": ("ModelLens kernel on LightGBM's trees", None),
     "xgboost_enable_categorical": ("ModelLens kernel on XGBoost's trees", None),
     "catboost_text_and_integer": ("TreeSHAP (CatBoost native)", None),
     "hgb_from_dtype": ("ModelLens kernel on HistGradientBoosting's categorical trees", None),
@@ -468,3 +468,26 @@ def test_text_levels_that_a_csv_reads_as_numbers_still_find_their_level(module_p
     assert not aligned.notices
     expl = core.make_explainer(loaded, aligned).explain()
     np.testing.assert_allclose(expl.base_values + expl.values.sum(axis=1), model.predict(typed), rtol=1e-6)
+
+
+def test_lightgbm_categorical_splits_route_as_lightgbm_on_odd_values():
+    """Negative, fractional, never-seen and missing category values: the kernel's values are LightGBM's own."""
+    import lightgbm as lgb
+
+    from core.engine import Engine
+
+    F, _, yr = table(1500, seed=8)
+    F.loc[F.index[::11], "city"] = np.nan
+    typed = as_category(F, ["city", "plan"])
+    kwargs = {"min_child_samples": 5, "min_data_per_group": 5, "cat_smooth": 1, "verbose": -1, "n_jobs": 1}
+    model = _fit(lgb.LGBMRegressor(n_estimators=60, **kwargs), typed, yr, categorical_feature=["city", "grade", "plan"])
+    raw = explained_table()
+    raw["grade"] = raw["grade"].astype(float)
+    raw.loc[10:13, "grade"] = [-1.0, 2.7, np.nan, 40.0]
+    X = as_category(raw, ["city", "plan"])
+    engine = Engine(model, typed.iloc[:100])
+    assert "ModelLens kernel on LightGBM's trees" in engine.method_name
+    ours = engine.explain(X, np.arange(len(X)))
+    native = np.asarray(model.predict(X, pred_contrib=True))
+    np.testing.assert_allclose(ours.values[:, :, 0], native[:, :-1], atol=1e-9)
+    np.testing.assert_allclose(ours.prediction[:, 0], model.predict(X), rtol=1e-12)

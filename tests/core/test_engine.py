@@ -325,7 +325,9 @@ def test_lightgbm_trees_through_the_kernel_match_lightgbm_and_fall_back_when_unr
         native = np.asarray(contrib).reshape(len(X_test), -1, X.shape[1] + 1)
         np.testing.assert_allclose(ours.values, np.moveaxis(native[:, :, :-1], 1, 2), atol=1e-10)
     F, _, _ = zoo.tabular()
+    F["shop"] = pd.Categorical([f"s{i % 30}" for i in range(len(F))])  # beyond the kernel's 24-level bitset
     F = F.astype({"city": "category", "plan": "category"})
-    categorical = lgb.LGBMClassifier(n_estimators=20, verbose=-1).fit(F, (F["city"] == "Paris").astype(int))
+    y = (F["shop"].cat.codes % 7 == 3).astype(int)
+    categorical = lgb.LGBMClassifier(n_estimators=20, verbose=-1, min_data_per_group=2, cat_smooth=1).fit(F, y)
     engine = Engine(categorical, F.iloc[:50])
     assert engine.method_name == "TreeSHAP (LightGBM native)" and any("categorical" in n for n in engine.notes)
