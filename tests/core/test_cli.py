@@ -205,3 +205,17 @@ def test_batch_piped_shows_a_few_progress_lines_and_no_dask_logs(files, tmp_path
     log = (tmp_path / "home" / "logs" / "modellens.log").read_text()
     assert "distributed.scheduler" in log  # Dask's INFO logging is in the log file instead
     assert sum(len(pd.read_parquet(part)) for part in target.glob("part-*.parquet")) == 240
+
+
+@pytest.mark.parametrize(
+    ("argv", "trust", "verbose"),
+    [
+        (["--trust", "-v", "inspect", "m.pkl"], True, True),  # before the command: a command's default keeps them
+        (["inspect", "m.pkl", "--trust", "-v"], True, True),
+        (["explain", "m.pkl", "d.csv"], False, False),
+        (["runtime", "list", "-v"], False, True),
+    ],
+)
+def test_common_options_before_or_after_the_command(argv, trust, verbose):
+    args = build_parser().parse_args(argv)
+    assert (args.trust, args.verbose) == (trust, verbose)
