@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["headline_metrics", "prediction_column", "table_summary"]
+__all__ = ["headline_metrics", "metric_output", "prediction_column", "table_summary"]
 
 
 def headline_metrics(
@@ -50,13 +50,23 @@ def headline_metrics(
     return out
 
 
+def metric_output(outputs: tuple[str, ...] | list[str]) -> str:
+    """The units headline metrics are computed from: probabilities where the model has them."""
+    return "probability" if "probability" in outputs else outputs[0]
+
+
 def prediction_column(predictions: np.ndarray, classes: tuple[Any, ...] | None, label: Any) -> np.ndarray:
-    """One column of the model's output: the chosen class's probability, or the regression prediction."""
-    predictions = np.asarray(predictions, dtype=np.float64)
-    if predictions.ndim == 1 or predictions.shape[1] == 1 or not classes:
-        return predictions.reshape(len(predictions), -1)[:, 0]
+    """One column of the model's output in its units: the chosen class's, or the regression prediction.
+
+    A binary model's single margin column is the positive class's log-odds; the other class's is its negative.
+    """
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
+    if not classes:
+        return predictions[:, 0]
     labels = [str(c) for c in classes]
     index = labels.index(str(label)) if label is not None and str(label) in labels else (1 if len(labels) == 2 else 0)
+    if predictions.shape[1] == 1:
+        return predictions[:, 0] if index == len(labels) - 1 else -predictions[:, 0]
     return predictions[:, index]
 
 

@@ -100,7 +100,14 @@ def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], An
         sandbox.confine(spec, report)
         log.info("sandbox: %s", report.as_dict())
     sandbox.watch_parent()
-    wire.write_message(protocol_out, {"ok": True, "result": {**info(), "sandbox": report.as_dict() if spec else None}})
+
+    def send(message: dict[str, Any]) -> None:
+        try:
+            wire.write_message(protocol_out, message)
+        except OSError:  # the server closed the pipe (it stopped this worker): nothing left to answer
+            os._exit(0)
+
+    send({"ok": True, "result": {**info(), "sandbox": report.as_dict() if spec else None}})
     state = WorkerState()
     cpu_budget = int(os.environ.get("MODELLENS_WORKER_CPU_SECONDS", "600") or 600)
     stdin = sys.stdin.buffer
@@ -115,12 +122,12 @@ def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], An
             reply: dict[str, Any] = {"ok": True, "result": handle(state, request)}
         except MemoryError:
             reply = {"ok": False, "error": "WorkerError", "message": "The model ran out of memory in its worker."}
-            wire.write_message(protocol_out, reply)
+            send(reply)
             os._exit(3)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one typed reply
             reply = _error_reply(exc)
         log.debug("request took %.3fs", time.perf_counter() - started)
-        wire.write_message(protocol_out, reply)
+        send(reply)
 
 
 def main() -> None:

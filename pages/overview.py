@@ -1,13 +1,16 @@
 import streamlit as st
 
 from core.figures import prediction_figure
-from core.metrics import headline_metrics, prediction_column, table_summary
+from core.metrics import headline_metrics, metric_output, prediction_column, table_summary
 from ui import context, loaders, render, state
 
 st.title("Overview")
 with render.guard():
     ctx = context.current()
-    predictions = loaders.predictions(ctx.model_key, ctx.data_key, state.get().target, ctx.model, ctx.aligned).unwrap()
+    keys = (ctx.model_key, ctx.data_key, state.get().target)
+    shown_output = ctx.explanation().output
+    predictions = loaders.predictions(*keys, metric_output(ctx.model.outputs), ctx.model, ctx.aligned).unwrap()
+    shown = loaders.predictions(*keys, shown_output, ctx.model, ctx.aligned).unwrap()
 model, aligned = ctx.model, ctx.aligned
 st.caption(render.md(ctx.source.label))
 
@@ -33,5 +36,5 @@ elif aligned.target is None:
     st.caption("No target column: add one (or pick it in the sidebar) to see accuracy / ROC AUC or R² / MAE here.")
 
 units = ctx.explanation().units if model.is_classifier else "prediction"
-column = prediction_column(predictions, model.classes, ctx.class_label)
+column = prediction_column(shown, model.classes, ctx.class_label)
 st.plotly_chart(prediction_figure(column, units, actual=aligned.target), key="predictions")

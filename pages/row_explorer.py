@@ -10,7 +10,10 @@ from ui import context, loaders, render, selection, state
 st.title("Row explorer")
 with render.guard():
     ctx = context.current()
-    predictions = loaders.predictions(ctx.model_key, ctx.data_key, state.get().target, ctx.model, ctx.aligned).unwrap()
+    output = ctx.explanation().output
+    predictions = loaders.predictions(
+        ctx.model_key, ctx.data_key, state.get().target, output, ctx.model, ctx.aligned
+    ).unwrap()
 app = state.get()
 units = ctx.explanation().units if ctx.model.is_classifier else "prediction"
 table = rows_table(

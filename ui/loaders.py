@@ -181,10 +181,9 @@ def batch_result(model_digest: str, data_digest: str, _aligned: Aligned, task: s
 
 @st.cache_resource(show_spinner="Scoring every row…", max_entries=32, ttl=TTL)
 def predictions(
-    model_digest: str, data_digest: str, target: str | None, _model: LoadedModel, _aligned: Aligned
+    model_digest: str, data_digest: str, target: str | None, output: str, _model: LoadedModel, _aligned: Aligned
 ) -> Outcome:
-    """The model's own output for every row (probabilities for classifiers, predictions for regressors)."""
-    output = "probability" if "probability" in _model.outputs else _model.outputs[0]
+    """The model's own output for every row, in ``output`` units (every class's column)."""
     return _attempt(_model.predict, _aligned.frame, output)
 
 

@@ -168,6 +168,9 @@ def test_metrics_and_prediction_column():
         "MAE"
     ] == pytest.approx(1 / 3)
     np.testing.assert_array_equal(prediction_column(proba, ("no", "yes"), "no"), proba[:, 0])
+    margin = np.array([[2.0], [-1.0]])  # a binary model's single log-odds column is the positive class's
+    np.testing.assert_array_equal(prediction_column(margin, ("no", "yes"), "yes"), [2.0, -1.0])
+    np.testing.assert_array_equal(prediction_column(margin, ("no", "yes"), "no"), [-2.0, 1.0])
 
 
 def test_rows_table_search_and_paging():

@@ -221,3 +221,26 @@ def test_worker_crash_shows_an_error_and_the_app_keeps_working(monkeypatch):
     assert any("Trusted mode" in w.value for w in at.warning)
     at.segmented_control(key="mode").set_value("Demo").run()
     assert not at.exception and chart(at, "Predictions")
+
+
+def test_every_number_is_in_the_unit_its_label_names():
+    from sklearn.datasets import load_wine
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    data = load_wine(as_frame=True)
+    y = np.asarray(["Barolo", "Grignolino", "Barbera"])[data.target]
+    model = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0).fit(data.data, y)
+    margins = model.decision_function(data.data)  # the demo's own log-odds, classes in sorted order
+    at = app(demo="wine").run()
+    hist = chart(at, "Predictions")
+    assert "log-odds of &#x27;Barbera&#x27;" in hist["layout"]["title"]["text"]
+    shown = np.concatenate([arr(trace["x"]) for trace in hist["data"]])
+    np.testing.assert_allclose(np.sort(shown), np.sort(margins[:, 0]), rtol=1e-9, atol=1e-9)
+    at.switch_page("pages/row_explorer.py").run()
+    table = at.dataframe[0].value
+    column = "prediction (log-odds of 'Barbera')"
+    np.testing.assert_allclose(table[column].to_numpy(), np.round(margins[table["row"].to_numpy(), 0], 4))
+    at.segmented_control(key="output_pick").set_value("probability").run()
+    table = at.dataframe[0].value
+    proba = model.predict_proba(data.data)[table["row"].to_numpy(), 0]
+    np.testing.assert_allclose(table["prediction (probability of 'Barbera')"].to_numpy(), np.round(proba, 4))
