@@ -40,6 +40,7 @@ MAX_ZIP_ENTRIES = 10_000
 MAX_ENV_FILES = 16
 PIN_FILE_CAP = 1 << 20
 JSON_PARSE_CAP = 8 << 20
+PEEK_BYTES = pickle_scan.SCAN_BYTES  # more than JSON_PARSE_CAP: a cut JSON member is never parsed
 _CHUNK = 1 << 20
 # One greedy character class each, applied in sequence: linear, whatever the line holds.
 _PIN_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
@@ -87,21 +88,23 @@ class UploadInfo:
         return None
 
 
-def inspect_upload(data: bytes, filename: str, *, max_bytes: int = 1024**3) -> UploadInfo:
+def inspect_upload(data: bytes, filename: str, *, max_bytes: int = 1024**3, peek: bool = False) -> UploadInfo:
     """Identify an upload's format without executing it, in time and memory linear in its size.
 
     Args:
         data: The uploaded bytes.
         filename: The upload's name (a hint; the content decides).
         max_bytes: Cap on the model itself (a zip member's uncompressed size).
+        peek: Read only the first :data:`PEEK_BYTES` of a zip's model member (the server's look, enough for
+            the format, pins and AutoML detection); ``model_bytes`` is then that prefix. Workers read it whole.
 
     Raises:
         ModelLoadError: Empty file, damaged or hostile zip, or nothing recognisable as a model.
     """
-    return _inspect(data, filename, max_bytes, depth=0)
+    return _inspect(data, filename, max_bytes, depth=0, peek=peek)
 
 
-def _inspect(data: bytes, filename: str, max_bytes: int, depth: int) -> UploadInfo:
+def _inspect(data: bytes, filename: str, max_bytes: int, depth: int, peek: bool = False) -> UploadInfo:
     if not data:
         raise ModelLoadError("The model file is empty. Upload the file the model was saved to.")
     if data[:4] == b"PK\x03\x04":
@@ -109,7 +112,7 @@ def _inspect(data: bytes, filename: str, max_bytes: int, depth: int) -> UploadIn
             raise ModelLoadError(
                 f"This zip nests zips more than {MAX_ZIP_DEPTH} deep; upload the innermost model zip itself."
             )
-        return _inspect_zip(data, filename, max_bytes, depth)
+        return _inspect_zip(data, filename, max_bytes, depth, peek)
     fmt = _sniff(data, filename)
     info = UploadInfo(format=fmt, model_bytes=data)
     if fmt in ("pickle", "joblib"):
@@ -162,7 +165,7 @@ def _looks_automl(found: list[tuple[str, str]]) -> bool:
     return any(module.startswith("azureml.") for module, _ in found)
 
 
-def _inspect_zip(data: bytes, filename: str, max_bytes: int, depth: int) -> UploadInfo:
+def _inspect_zip(data: bytes, filename: str, max_bytes: int, depth: int, peek: bool) -> UploadInfo:
     archive, names = _open_zip(data, filename)
     if any(n.endswith("schema.json") for n in names) and not any(_is_model_member(n) for n in names):
         return UploadInfo(format="skops", model_bytes=data)
@@ -173,8 +176,10 @@ def _inspect_zip(data: bytes, filename: str, max_bytes: int, depth: int) -> Uplo
         )
     member = sorted(model_names, key=lambda n: (n.count("/"), n))[0]
     pins = _zip_pins(archive, names)
-    model_bytes = _read_member(archive, member, max_bytes)
-    info = _inspect(model_bytes, member, max_bytes, depth + 1)
+    model_bytes = _read_member(archive, member, max_bytes, keep=PEEK_BYTES if peek else None)
+    if model_bytes[:4] == b"PK\x03\x04" and len(model_bytes) == PEEK_BYTES:  # a zip is read from its end
+        model_bytes = _read_member(archive, member, max_bytes)
+    info = _inspect(model_bytes, member, max_bytes, depth + 1, peek)
     info.container, info.member = "mlflow-zip", member
     info.pins = pins
     if info.automl or any(n.startswith("azureml-") for n in pins):
@@ -221,8 +226,11 @@ def _is_env_member(name: str) -> bool:
     return base in ENV_FILES or (base.startswith("conda_env") and base.endswith((".yml", ".yaml")))
 
 
-def _read_member(archive: zipfile.ZipFile, name: str, cap: int) -> bytes:
-    """A member's bytes, checked against ``cap`` before reading and read in chunks so no header can lie past it."""
+def _read_member(archive: zipfile.ZipFile, name: str, cap: int, *, keep: int | None = None) -> bytes:
+    """A member's bytes, checked against ``cap`` before reading and read in chunks so no header can lie past it.
+
+    With ``keep``, only the first ``keep`` bytes are read (and the rest is not checked).
+    """
     info = archive.getinfo(name)
     if info.flag_bits & 0x1:
         raise ModelLoadError(f"The zip member {name!r} is encrypted; upload an unencrypted zip.")
@@ -234,10 +242,11 @@ def _read_member(archive: zipfile.ZipFile, name: str, cap: int) -> bytes:
     if info.file_size > cap:
         raise ModelLoadError(f"The zip member {name!r} is larger than the {_mb(cap)} cap.")
     chunks, total = [], 0
+    limit = cap + 1 if keep is None else min(keep, cap + 1)
     try:
         with archive.open(info) as fh:
-            while total <= cap:
-                chunk = fh.read(min(_CHUNK, cap + 1 - total))
+            while total < limit:
+                chunk = fh.read(min(_CHUNK, limit - total))
                 if not chunk:
                     break
                 chunks.append(chunk)

@@ -241,7 +241,7 @@ def load_model(
         WorkerError: The worker crashed while loading (e.g. a corrupted native booster).
     """
     settings = settings or Settings.from_env()
-    info = model_io.inspect_upload(data, filename, max_bytes=settings.max_model_bytes)
+    info = model_io.inspect_upload(data, filename, max_bytes=settings.max_model_bytes, peek=True)
     runtime = _automl_runtime(info, settings) if info.automl else None
     handle = ModelHandle(
         data,

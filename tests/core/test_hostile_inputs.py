@@ -258,3 +258,11 @@ def test_a_long_csv_is_read_only_one_row_past_the_cap():
     data = b"a,b\n" + b"1,2\n" * 500_000
     with pytest.raises(DataError, match="has more than 1,000 rows, over this server's cap of 1,000"):
         load_table(data, "long.csv", max_rows=1_000)  # "more than": the read stopped at row 1,001
+
+
+def test_the_server_peeks_at_a_large_model_member_and_the_worker_reads_it_whole():
+    data = hostile.streamed_zip("model/model.pkl", hostile.automl_head(), 200 * MIB, filler=b"N")
+    info, peak = _peak(lambda: inspect_upload(data, "automl.zip", peek=True))
+    assert info.automl and info.globals_partial and len(info.model_bytes) == 32 * MIB
+    assert peak < PEAK_CAP
+    assert len(inspect_upload(data, "automl.zip").model_bytes) == len(hostile.automl_head()) + 200 * MIB
