@@ -52,13 +52,38 @@ def format_value(value: Any) -> str:
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
+        return _integer(int(value))
     if isinstance(value, (float, np.floating)):
         v = float(value)
         if v.is_integer() and abs(v) < 1e15:
-            return f"{int(v):,}"
+            return _integer(int(v))
         return f"{v:,.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
     return str(value)
+
+
+def _integer(value: int) -> str:
+    """Thousands separators from five digits on: ``72,000`` but ``1960`` (years, codes)."""
+    return f"{value:,}" if abs(value) >= 10_000 else str(value)
+
+
+def format_number(value: float, *, signed: bool = False) -> str:
+    """A model output or contribution as people write it, never in scientific notation in usual ranges.
+
+    ``215,023`` · ``1808.4`` · ``12.3`` · ``0.153`` · ``0.000123``; only below 0.0001 ``1.2e-05``.
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    a = abs(v)
+    if a >= 10_000:
+        text = f"{v:,.0f}"
+    elif a >= 100:
+        text = f"{v:.1f}".removesuffix(".0")
+    elif a >= 1e-4 or a == 0:
+        text = f"{v:.3g}"
+    else:
+        text = f"{v:.2e}"
+    return f"+{text}" if signed and v >= 0 else text
 
 
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
@@ -92,7 +117,7 @@ def importance_figure(importance: Importance, *, top_n: int = 15) -> go.Figure:
             marker_color=[POSITIVE if c else MISSING for c in custom[::-1]],
             customdata=[[c] for c in custom[::-1]],  # raw names: data for clicks, never rendered
             error_x=None if errors is None else {"type": "data", "array": errors[::-1], "visible": True},
-            hovertemplate="<b>%{y}</b><br>%{x:.4g}<extra></extra>",
+            hovertemplate="<b>%{y}</b><br>%{x:,.4~r}<extra></extra>",
         )
     )
     title = f"Global importance: {esc(importance.label)}"
@@ -159,7 +184,7 @@ def beeswarm_figure(expl: Explanation, *, max_display: int = 15, max_rows: int =
             t["c"].append(qualitative.D3[int(color[i]) % 10] if kind == "cat" else color[i])
             t["d"].append([int(expl.row_ids[row]), name, shown[i]])
     fig = go.Figure()
-    hover = "<b>%{customdata[1]}</b> = %{customdata[2]}<br>SHAP %{x:.4g}<br>row %{customdata[0]}<extra></extra>"
+    hover = "<b>%{customdata[1]}</b> = %{customdata[2]}<br>SHAP %{x:,.4~r}<br>row %{customdata[0]}<extra></extra>"
     for kind, t in traces.items():
         if not t["x"]:
             continue
@@ -227,8 +252,9 @@ def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure
             measure=["relative"] * len(amounts),
             increasing={"marker": {"color": POSITIVE}},
             decreasing={"marker": {"color": NEGATIVE}},
-            text=[f"{a:+.3g}" for a in amounts],
+            text=[format_number(a, signed=True) for a in amounts],
             textposition="outside",
+            cliponaxis=False,
             connector={"line": {"color": "#bbb"}},
             hovertemplate="%{y}<br>%{text}<extra></extra>",
         )
@@ -248,7 +274,12 @@ def _mark_base_and_prediction(
     fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
     y, anchor = base_y
     fig.add_annotation(
-        x=row.base_value, y=y, yref=yref, yanchor=anchor, showarrow=False, text=f"{base_label} {row.base_value:.4g}"
+        x=row.base_value,
+        y=y,
+        yref=yref,
+        yanchor=anchor,
+        showarrow=False,
+        text=f"{base_label} {format_number(row.base_value)}",
     )
     fig.add_annotation(
         x=row.prediction,
@@ -256,7 +287,7 @@ def _mark_base_and_prediction(
         yref=yref,
         yanchor="bottom",
         showarrow=False,
-        text=f"<b>prediction {row.prediction:.4g}</b>",
+        text=f"<b>prediction {format_number(row.prediction)}</b>",
     )
 
 
@@ -293,7 +324,7 @@ def force_figure(row: RowExplanation, *, max_labels: int = 4) -> go.Figure:
                     width=0.5,
                     showlegend=False,
                     marker={"color": color, "line": {"color": "white", "width": 1}},
-                    hovertemplate=f"{_row_label(n, d)}<br>{v:+.4g}<extra></extra>",
+                    hovertemplate=f"{_row_label(n, d)}<br>{format_number(v, signed=True)}<extra></extra>",
                 )
             )
             if rank < max_labels and abs(v) >= 0.05 * span:
@@ -340,7 +371,7 @@ def dependence_figure(expl: Explanation, feature: str, *, color_by: str | None =
             colorbar={"title": esc(color_by)},
         )
     shown = [esc(format_value(v)) for v in values.tolist()]
-    hover = f"{esc(feature)} = %{{customdata[1]}}<br>SHAP %{{y:.4g}}<br>row %{{customdata[0]}}<extra></extra>"
+    hover = f"{esc(feature)} = %{{customdata[1]}}<br>SHAP %{{y:,.4~r}}<br>row %{{customdata[0]}}<extra></extra>"
     fig = go.Figure(
         go.Scattergl(
             x=x,

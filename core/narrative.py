@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.explanation import OUTPUT_LABELS, RowExplanation
-from core.figures import format_value
+from core.figures import format_number, format_value
 
 __all__ = ["summarize"]
 
@@ -11,7 +11,13 @@ __all__ = ["summarize"]
 def _amount(value: float, output: str) -> str:
     if output == "probability" and (abs(value) >= 0.01 or value == 0):
         return f"{value:.2f}"
-    return f"{value:.2g}" if abs(value) < 0.01 else f"{value:.4g}"
+    return format_number(value)
+
+
+def _noticeable(values: list[float], output: str) -> float:
+    """The smallest contribution worth naming: 1 % of the largest, and at least 0.0005 in probability."""
+    largest = max((abs(v) for v in values), default=0.0)
+    return max(0.01 * largest, 5e-4 if output == "probability" else 1e-12)
 
 
 def _phrase(name: str, value: object, amount: float, output: str) -> str:
@@ -32,6 +38,8 @@ def summarize(row: RowExplanation, *, top: int = 2) -> str:
     what = f"{units} of {row.class_label!r}" if row.class_label is not None else units
     text = f"Predicted {_amount(row.prediction, row.output)} {what} (average {_amount(row.base_value, row.output)})."
     pairs = list(zip(row.feature_names, row.data.tolist(), row.values.tolist(), strict=True))
+    floor = _noticeable(row.values.tolist(), row.output)
+    pairs = [p for p in pairs if abs(p[2]) >= floor]
     ups = sorted((p for p in pairs if p[2] > 0), key=lambda p: -p[2])[:top]
     downs = sorted((p for p in pairs if p[2] < 0), key=lambda p: p[2])[:top]
     parts = []
@@ -40,6 +48,6 @@ def summarize(row: RowExplanation, *, top: int = 2) -> str:
     if downs:
         parts.append("pulled down most by " + _join([_phrase(n, v, a, row.output) for n, v, a in downs]))
     if not parts:
-        return text + " No feature moved it away from the average."
+        return text + " No feature moved it noticeably away from the average."
     sentence = "; ".join(parts)
     return f"{text} {sentence[0].upper()}{sentence[1:]}."

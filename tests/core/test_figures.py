@@ -9,6 +9,7 @@ import pytest
 from core import figures
 from core.errors import ExplanationError
 from core.explanation import Explanation
+from core.figures import format_number, format_value
 from core.importance import global_importances, shap_importance, strongest_interaction
 from core.metrics import headline_metrics, prediction_column
 from core.narrative import summarize
@@ -117,7 +118,8 @@ def test_waterfall_starts_at_base_and_ends_at_prediction():
     assert wf.base + sum(wf.x) == pytest.approx(row.prediction)
     assert abs(wf.x[-1]) >= abs(wf.x[-2])  # largest push drawn nearest the prediction
     notes = [a.text for a in fig.layout.annotations]
-    assert f"<b>prediction {row.prediction:.4g}</b>" in notes and f"average {row.base_value:.4g}" in notes
+    assert f"<b>prediction {format_number(row.prediction)}</b>" in notes
+    assert f"average {format_number(row.base_value)}" in notes
 
 
 def test_force_segments_sum_to_prediction_minus_base_and_escape_text():
@@ -140,6 +142,34 @@ def test_dependence_and_interaction():
         figures.dependence_figure(e, "nope")
 
 
+def test_numbers_are_written_for_people():
+    assert [format_number(v) for v in (215023.4, 180796.06, 1808.44, 12.34, 0.1534, 0.000123, 7.9e-6, 0)] == [
+        "215,023",
+        "180,796",
+        "1808.4",
+        "12.3",
+        "0.153",
+        "0.000123",
+        "7.90e-06",
+        "0",
+    ]
+    assert format_number(15000, signed=True) == "+15,000" and format_number(-2.5, signed=True) == "-2.5"
+    assert [format_value(v) for v in (1960, 1960.0, 72000, 12345.0)] == ["1960", "1960", "72,000", "12,345"]
+
+
+def test_a_regression_summary_has_no_scientific_notation_and_no_negligible_reasons():
+    values = np.array([[15000.0, -2500.0, 7.9e-06, 0.0]])
+    names = ("living area", "year built", "noise", "pool")
+    data = pd.DataFrame([[2100, 1960, 0.3, 0]], columns=list(names))
+    expl = Explanation(
+        values, np.array([180796.06]), 180796.06 + values.sum(1), data, names, "raw", None, "t", [0], (1, 1)
+    )
+    assert summarize(expl.row(0)) == (
+        "Predicted 193,296 model output (average 180,796). Pushed up most by living area = 2100 (+15,000); "
+        "pulled down most by year built = 1960 (−2500)."
+    )
+
+
 def test_summary_sentence():
     values = np.array([[0.02, 0.21, -0.05, 0.0, 0.12, -0.004]])
     names = ("age", "income", "city", "plan", "tenure", "score")
@@ -156,7 +186,7 @@ def test_summary_sentence():
     )
     assert (
         summarize(flat.row(0))
-        == "Predicted 0.31 probability (average 0.31). No feature moved it away from the average."
+        == "Predicted 0.31 probability (average 0.31). No feature moved it noticeably away from the average."
     )
 
 
