@@ -5,7 +5,9 @@ Two layers:
 * :func:`inspect_upload` looks at the bytes without running anything: which container it is (pickle,
   joblib, skops, native booster, MLflow / Azure AutoML zip), which member holds the model, which package
   pins the upload carries, and whether it is an Azure AutoML model (a static scan of the pickle's globals).
-  The dashboard uses it to choose a worker.
+  The dashboard uses it to choose a worker. It runs in the server, so it is linear in the upload's size and
+  bounded in memory: zips are read through :mod:`core.model_zip`, a pickle's globals through
+  :mod:`core.pickle_scan`, JSON is recognised by its first key, zips nest at most :data:`MAX_ZIP_DEPTH` deep.
 * :func:`read_model` turns the bytes into a Python object. It is called only inside a model worker
   (:mod:`core.worker_main`, with memory and CPU limits) or a Dask worker process (:mod:`core.batch`, the
   cluster's own limits), never in the server: pickles go through the allowlisting unpickler unless the deployment trusts
@@ -21,12 +23,11 @@ import json
 import logging
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from core import allowlist, pickle_scan, safe_pickle
+from core import allowlist, model_zip, pickle_scan, safe_pickle
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
 
 __all__ = ["UploadInfo", "inspect_upload", "read_model", "sha256_of"]
@@ -34,18 +35,9 @@ __all__ = ["UploadInfo", "inspect_upload", "read_model", "sha256_of"]
 log = logging.getLogger(__name__)
 
 MODEL_MEMBERS = ("model.pkl", "model.joblib", "model.pickle", "model.skops")
-ENV_FILES = frozenset({"conda.yml", "conda.yaml", "requirements.txt", "MLmodel", "python_env.yaml"})
 MAX_ZIP_DEPTH = 3  # a model zip inside a zip inside a zip, no deeper
-MAX_ZIP_ENTRIES = 10_000
-MAX_ENV_FILES = 16
-PIN_FILE_CAP = 1 << 20
 JSON_PARSE_CAP = 8 << 20
 PEEK_BYTES = pickle_scan.SCAN_BYTES  # more than JSON_PARSE_CAP: a cut JSON member is never parsed
-_CHUNK = 1 << 20
-# One greedy character class each, applied in sequence: linear, whatever the line holds.
-_PIN_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
-_PIN_VERSION = re.compile(r"[A-Za-z0-9_.*+\-]+")
-_PIN_OPERATORS = ("==", "~=", "<=", ">=", "=")
 _FIRST_KEY_LEARNER = re.compile(rb'\s*"learner"\s*:')
 
 
@@ -166,7 +158,7 @@ def _looks_automl(found: list[tuple[str, str]]) -> bool:
 
 
 def _inspect_zip(data: bytes, filename: str, max_bytes: int, depth: int, peek: bool) -> UploadInfo:
-    archive, names = _open_zip(data, filename)
+    archive, names = model_zip.open_zip(data, filename)
     if any(n.endswith("schema.json") for n in names) and not any(_is_model_member(n) for n in names):
         return UploadInfo(format="skops", model_bytes=data)
     model_names = [n for n in names if _is_model_member(n)]
@@ -175,10 +167,10 @@ def _inspect_zip(data: bytes, filename: str, max_bytes: int, depth: int, peek: b
             "This zip holds no model: expected an MLflow or Azure AutoML model folder with a model.pkl."
         )
     member = sorted(model_names, key=lambda n: (n.count("/"), n))[0]
-    pins = _zip_pins(archive, names)
-    model_bytes = _read_member(archive, member, max_bytes, keep=PEEK_BYTES if peek else None)
+    pins = model_zip.zip_pins(archive, names)
+    model_bytes = model_zip.read_member(archive, member, max_bytes, keep=PEEK_BYTES if peek else None)
     if model_bytes[:4] == b"PK\x03\x04" and len(model_bytes) == PEEK_BYTES:  # a zip is read from its end
-        model_bytes = _read_member(archive, member, max_bytes)
+        model_bytes = model_zip.read_member(archive, member, max_bytes)
     info = _inspect(model_bytes, member, max_bytes, depth + 1, peek)
     info.container, info.member = "mlflow-zip", member
     info.pins = pins
@@ -188,114 +180,8 @@ def _inspect_zip(data: bytes, filename: str, max_bytes: int, depth: int, peek: b
     return info
 
 
-def _open_zip(data: bytes, filename: str) -> tuple[zipfile.ZipFile, list[str]]:
-    """The archive and its file names, after the entry-count check."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
-        raise ModelLoadError(f"The zip file {filename!r} is damaged ({exc}).") from exc
-    if len(infos) > MAX_ZIP_ENTRIES:
-        raise ModelLoadError(
-            f"The zip file {filename!r} has {len(infos):,} entries, over the cap of {MAX_ZIP_ENTRIES:,}; "
-            "zip only the model folder."
-        )
-    return archive, [i.filename for i in infos if not i.is_dir()]
-
-
-def _zip_pins(archive: zipfile.ZipFile, names: list[str]) -> dict[str, str]:
-    """Pins from the zip's environment files (at most :data:`MAX_ENV_FILES` of them, each size-capped)."""
-    env_names = [n for n in names if _is_env_member(n)]
-    if len(env_names) > MAX_ENV_FILES:
-        raise ModelLoadError(
-            f"This zip holds {len(env_names)} environment files (conda / requirements / MLmodel), over the cap of "
-            f"{MAX_ENV_FILES}; zip only the model folder."
-        )
-    pins: dict[str, str] = {}
-    for name in env_names:
-        pins.update(parse_pins(_read_member(archive, name, PIN_FILE_CAP).decode("utf-8", "replace")))
-    return pins
-
-
 def _is_model_member(name: str) -> bool:
     return PurePosixPath(name).name in MODEL_MEMBERS
-
-
-def _is_env_member(name: str) -> bool:
-    base = name.rpartition("/")[2]
-    return base in ENV_FILES or (base.startswith("conda_env") and base.endswith((".yml", ".yaml")))
-
-
-def _read_member(archive: zipfile.ZipFile, name: str, cap: int, *, keep: int | None = None) -> bytes:
-    """A member's bytes, checked against ``cap`` before reading and read in chunks so no header can lie past it.
-
-    With ``keep``, only the first ``keep`` bytes are read (and the rest is not checked).
-    """
-    info = archive.getinfo(name)
-    if info.flag_bits & 0x1:
-        raise ModelLoadError(f"The zip member {name!r} is encrypted; upload an unencrypted zip.")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise ModelLoadError(
-            f"The zip member {name!r} uses a compression other than deflate; re-create the zip with standard "
-            "compression (e.g. `zip -r` or Python's shutil.make_archive)."
-        )
-    if info.file_size > cap:
-        raise ModelLoadError(f"The zip member {name!r} is larger than the {_mb(cap)} cap.")
-    chunks, total = [], 0
-    limit = cap + 1 if keep is None else min(keep, cap + 1)
-    try:
-        with archive.open(info) as fh:
-            while total < limit:
-                chunk = fh.read(min(_CHUNK, limit - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise ModelLoadError(f"The zip member {name!r} is damaged ({exc}); upload the zip again.") from exc
-    if total > cap:
-        raise ModelLoadError(f"The zip member {name!r} expands beyond the {_mb(cap)} cap.")
-    return b"".join(chunks)
-
-
-def _mb(size: int) -> str:
-    return f"{size / 2**20:g} MB"
-
-
-def parse_pins(text: str) -> dict[str, str]:
-    """Package pins from a conda environment, requirements file or MLmodel (``name==version`` lines).
-
-    Linear in the text: each line is read left to right once (no backtracking pattern). Text past
-    :data:`PIN_FILE_CAP` characters is ignored.
-    """
-    pins = {}
-    for line in text[:PIN_FILE_CAP].splitlines():
-        pin = _parse_pin(line)
-        if pin is None:
-            continue
-        name, version = pin
-        name = name.lower().split("[")[0]
-        if name not in ("python", "pip"):
-            pins[name] = version
-        elif name == "python":
-            pins["python"] = version
-    return pins
-
-
-def _parse_pin(line: str) -> tuple[str, str] | None:
-    """``(name, version)`` of one ``[- ]name <op> version`` line; each step a single greedy character class."""
-    rest = line.lstrip()
-    if rest.startswith("-"):
-        rest = rest[1:].lstrip()
-    name = _PIN_NAME.match(rest)
-    if name is None:
-        return None
-    rest = rest[name.end() :].lstrip()
-    operator = next((op for op in _PIN_OPERATORS if rest.startswith(op)), None)
-    if operator is None:
-        return None
-    version = _PIN_VERSION.match(rest[len(operator) :].lstrip())
-    return (name.group(), version.group()) if version else None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from core import pickle_scan
 from core.data_io import load_table
 from core.errors import DataError, ModelLoadError
-from core.model_io import inspect_upload, parse_pins
+from core.model_io import inspect_upload
+from core.model_zip import parse_pins
 from core.models import load_model
 from tests.core import hostile
 from tests.core.hostile import GIB, MIB
