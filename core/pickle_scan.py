@@ -1,10 +1,10 @@
 """A bounded, static look at the globals a pickle names, made in the server without running any of it.
 
 Why: the dashboard must choose a worker before any worker exists (an Azure AutoML ``model.pkl`` needs the AutoML
-runtime's worker, every other pickle the engine's), and it can name the globals the allowlist will refuse before
-a worker starts. Both need the names a pickle asks for, read in the Streamlit process itself, where an upload
-must cost no more than linear time and bounded memory: an 800-byte bz2 "joblib" can decompress to a gigabyte of
-opcodes.
+runtime's worker, every other pickle the engine's), and the names a pickle asks for are the ones the allowlist
+will judge, so they can be listed before a worker starts. Both are read in the Streamlit process itself, where
+an upload must cost no more than linear time and bounded memory: an 800-byte bz2 "joblib" can decompress to a
+gigabyte of opcodes.
 
 Bounds, whatever the file says:
 
