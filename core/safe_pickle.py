@@ -814,6 +814,15 @@ def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: object) -> None
     adds_objects = bool(flags & object_flags) or any(d.hasobject for d in field_dtypes)
     _require(dtype.hasobject or not adds_objects, "BUILD turning a numpy dtype into one that holds objects")
     _require(not dtype.hasobject or bool(flags & 0x01), "BUILD turning an object dtype into raw bytes")
+    expected = dtype.flags if fields is None else _struct_flags(names, fields, elsize, aligned=bool(flags & 0x80))
+    _require(flags == expected, "numpy dtype flags that do not match the dtype")
+
+
+def _struct_flags(names: tuple, fields: dict, itemsize: int, *, aligned: bool) -> int:
+    """The flags numpy computes for a structured dtype with these fields (numpy trusts the pickled ones)."""
+    formats, offsets = [fields[n][0] for n in names], [fields[n][1] for n in names]
+    spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
+    return np.dtype(spec, align=aligned).flags
 
 
 def _dtype_subarray_ok(subarray: object) -> bool:

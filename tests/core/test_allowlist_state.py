@@ -60,6 +60,15 @@ def test_stacking_tofile_plants_python_under_a_naive_loader_and_is_refused(tmp_p
     assert not planted.exists() and not marker.exists()
 
 
+def test_the_dashboard_loader_refuses_it_in_its_worker(pool):
+    from core.models import load_model
+
+    data = pickle.dumps(attacks.stacking_tofile(b"x = 1\n"), protocol=4)
+    with pytest.raises(UnsafeModelError) as info:
+        load_model(data, "model.pkl", pool=pool)
+    assert "StackingRegressor.stack_method_=['tofile']" in info.value.refused
+
+
 def test_the_same_chain_as_skops_is_refused_after_skops_loads_it(tmp_path):
     import skops.io as sio
 
@@ -168,11 +177,15 @@ def test_dtype_state_may_not_add_objects_even_before_use():
     assert "holds objects" in str(_refusal(b"\x80\x02" + dtype + state + b"b."))
 
 
-def test_dtype_state_may_not_turn_an_object_dtype_into_raw_bytes():
-    """Found by the fuzz: flags without NPY_ITEM_REFCOUNT made joblib read an object array's bytes raw."""
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [(0x80, "object dtype into raw bytes"), (0x57, "flags that do not match the dtype")],
+)
+def test_dtype_state_flags_must_be_the_ones_numpy_computes(flags, expected):
+    """Found by the fuzz: object-dtype flags changed by BUILD made numpy read object arrays' bytes raw."""
     dtype = attacks._g("numpy", "dtype") + attacks._s("O8") + b"\x89\x88\x87R"
-    state = b"(K\x03" + attacks._s("|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x80t"
-    assert "object dtype into raw bytes" in str(_refusal(b"\x80\x02" + dtype + state + b"b."))
+    state = b"(K\x03" + attacks._s("|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK" + bytes([flags]) + b"t"
+    assert expected in str(_refusal(b"\x80\x02" + dtype + state + b"b."))
 
 
 def test_hist_gradient_boosting_feature_index_crashes_a_naive_loader_and_is_refused(tmp_path):
