@@ -1,7 +1,9 @@
 # ModelLens: `make run` serves the dashboard, `make test` runs every check. Both set up a fresh machine.
+#   PYTHON=3.13        the interpreter for a new virtualenv: a version or a path (default: the first of 3.11-3.13 found)
+#   VENV=.venv313      the virtualenv's folder (default .venv), e.g. to test a second Python beside the first
 SHELL := /bin/bash
-PYTHON ?= python3
-VENV := .venv
+PYTHON ?=
+VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 # Where Azure AutoML runtimes live (ModelLens's default; the tests use the same one)
@@ -14,15 +16,15 @@ help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(VENV)/.deps: requirements.txt constraints.txt scripts/install.sh
-	PYTHON=$(PYTHON) sh scripts/install.sh deps
+	PYTHON=$(PYTHON) VENV=$(VENV) sh scripts/install.sh deps
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.deps requirements-dev.txt
-	PYTHON=$(PYTHON) sh scripts/install.sh deps dev
+	PYTHON=$(PYTHON) VENV=$(VENV) sh scripts/install.sh deps dev
 	touch $@
 
 $(VENV)/.project: $(VENV)/.deps pyproject.toml
-	sh scripts/install.sh project
+	VENV=$(VENV) sh scripts/install.sh project
 	touch $@
 
 run: $(VENV)/.project ## Start the dashboard on http://localhost:8501 (PORT=n for another; demo until you upload)
