@@ -203,6 +203,8 @@ METHOD_ATTR_RE = re.compile(r"method_?$")
 METHOD_VALUES_EXTRA: dict[str, frozenset[str]] = {
     "_fit_method": frozenset({"brute", "kd_tree", "ball_tree"}),
     "_CalibratedClassifier.method": frozenset({"sigmoid", "isotonic", "temperature"}),
+    "tree_method": frozenset({"auto", "exact", "approx", "hist", "gpu_hist"}),  # XGBoost, no constraints table
+    "sampling_method": frozenset({"uniform", "gradient_based"}),
 }
 
 # Attributes whose value is called with the user's data: only pure functions, never a callable object.

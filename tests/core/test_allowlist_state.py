@@ -253,6 +253,7 @@ def _legitimate_models():
     from sklearn.neighbors import KNeighborsRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from xgboost import XGBClassifier
 
     X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 2
     texts = np.array(["good day", "bad day", "good night", "bad night"] * 15)
@@ -268,6 +269,7 @@ def _legitimate_models():
         "gaussian_process": (GaussianProcessRegressor(ConstantKernel() * RBF()), X, y.astype(float)),
         "tfidf": (make_pipeline(TfidfVectorizer(), LogisticRegression()), texts, y),
         "column_selector": (make_pipeline(selector, LogisticRegression()), frame, y),
+        "xgboost_hist": (XGBClassifier(tree_method="hist", sampling_method="uniform", n_estimators=3, n_jobs=1), X, y),
     }
 
 
