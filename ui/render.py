@@ -43,14 +43,14 @@ def model_card(model: LoadedModel, *, compact: bool = False) -> None:
     """The model card: library, class, task, classes, features, pipeline steps, notices."""
     task = {"binary": "binary classification", "multiclass": "multiclass classification"}.get(model.task, "regression")
     st.markdown(f"**{md(model.estimator)}** · {md(model.library)} · {task}")
+    if compact:  # the sidebar's reminder; the whole card is on the Overview
+        return
     if model.classes:
         st.caption("Classes: " + ", ".join(md(c) for c in model.classes))
     n = model.n_features if model.n_features is not None else "?"
     named = "named columns" if model.feature_names is not None else "unnamed columns (matched by position)"
     st.caption(f"{n} input {named} · file {md(model.filename)} ({md(model.format)}) · sha256 {model.sha256[:12]}…")
     st.caption(f":material/shield: {md(model.isolation)}")
-    if compact:
-        return
     if model.automl:
         members, featurization = model.automl_tables()
         st.markdown("**Ensemble members** (each explained on its own, then weighted)")

@@ -37,8 +37,8 @@ def render_sidebar(*, page: str = "") -> None:
     except context.NeedInput as exc:
         st.info(str(exc))
         return
-    except ModelLensError as exc:
-        st.error(str(exc), icon=":material/error:")
+    except ModelLensError:
+        st.caption(":material/error: Not loaded: the reason is on the page.")  # shown once, where people look
         return
     render.model_card(model, compact=True)
     render.notices([*model.notices, *aligned.notices])
@@ -50,9 +50,9 @@ def render_sidebar(*, page: str = "") -> None:
                 done / max(total, 1), f"Explaining a first sample: {done:,}/{total:,} rows"
             )
         )
-    except ModelLensError as exc:
+    except ModelLensError:
         bar.empty()
-        st.error(str(exc), icon=":material/error:")
+        st.caption(":material/error: Not explained: the reason is on the page.")
         return
     bar.empty()
     st.caption(f"Method: {render.md(ctx.result.method)}")
@@ -137,6 +137,8 @@ def _selectors(model: object, aligned: object) -> None:
             else (1 if len(labels) == 2 else 0)
         )
         app.class_label = st.selectbox("Class explained", labels, index=default, key="class_pick")
+    else:
+        app.class_label = None  # a regressor has no class: a stale ?class= would stay in the link
     outputs = list(getattr(model, "outputs", ()))
     if len(outputs) > 1:
         current = app.output if app.output in outputs else outputs[0]
