@@ -40,6 +40,27 @@ def _limit_cpu(seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
+def numba_cache_read_only() -> None:
+    """Compiled kernels still load from numba's on-disk cache, but a new compilation is not saved.
+
+    In the sandbox the cache folders beside the sources are read-only, and numba raises when it cannot save a
+    function it just compiled for a new signature; the compiled code works, so keep it and go on.
+    """
+    try:
+        from numba.core import caching
+    except ImportError:  # the Azure AutoML runtime has no numba
+        return
+    save = caching.Cache.save_overload
+
+    def save_overload(self: Any, sig: Any, data: Any) -> None:
+        try:
+            save(self, sig, data)
+        except OSError:
+            log.debug("numba's cache is read-only in the sandbox: %s not saved", sig)
+
+    caching.Cache.save_overload = save_overload
+
+
 class WorkerState:
     """What lives in the worker: the model, its card, and the explainers built on it."""
 
@@ -99,6 +120,7 @@ def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], An
     if spec is not None:
         sandbox.confine(spec, report)
         log.info("sandbox: %s", report.as_dict())
+        numba_cache_read_only()
     sandbox.watch_parent()
 
     def send(message: dict[str, Any]) -> None:

@@ -175,3 +175,23 @@ def test_the_seccomp_filter_is_well_formed():
     for may_spawn in (False, True):
         program = sandbox._seccomp_program(1234, may_spawn)
         assert len(program) % 8 == 0 and len(program) // 8 < 4096
+
+
+def test_a_kernel_compiled_inside_the_sandbox_runs_though_its_cache_is_read_only(tmp_path):
+    (tmp_path / "kernels.py").write_text("from numba import njit\n\n@njit(cache=True)\ndef inc(x):\n    return x + 1\n")
+    script = f"""
+import sys, tempfile
+from pathlib import Path
+sys.path.insert(0, {str(tmp_path)!r})
+import kernels
+assert kernels.inc(1) == 2  # compiled and cached before the sandbox
+from core import sandbox
+from core.worker_main import numba_cache_read_only
+report = sandbox.confine(sandbox.SandboxSpec(Path(tempfile.mkdtemp()), read=({str(tmp_path)!r},)))
+assert report.active, report
+numba_cache_read_only()
+print(kernels.inc(1.5))  # a new signature: compiled in the sandbox, not saved
+"""
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == "2.5"
