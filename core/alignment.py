@@ -141,7 +141,9 @@ def _align_by_position(model: Any, frame: pd.DataFrame, target: str | None, noti
 def _coerce(model: Any, frame: pd.DataFrame, notices: list[str]) -> pd.DataFrame:
     kinds = getattr(model, "input_kinds", {}) or {}
     categories = getattr(model, "categories", {}) or {}
-    catboost = getattr(model, "library", None) == "CatBoost"
+    steps = getattr(model, "steps", None) or ()
+    encoders = any(isinstance(step, dict) and step.get("class") == "ColumnTransformer" for step in steps)
+    catboost = getattr(model, "library", None) == "CatBoost" and not encoders  # CatBoost reads these columns itself
     for col in frame.columns:
         kind = kinds.get(col, "numeric" if kinds else None)
         series = frame[col]
