@@ -6,7 +6,9 @@ weighted sum of its members, all against one shared background of raw rows:
 
 * a tree member behind per-column scalers (LightGBM, XGBoost, random / extra trees) gets interventional
   TreeSHAP in the ensemble's units on its own (scaled, engineered) input, read from the member's exported
-  trees; engineered contributions are summed onto their raw column through AutoML's own engineered -> raw map;
+  trees, with rows and thresholds recoded so each row is routed as its library routes it
+  (:mod:`core.split_codes`); engineered contributions are summed onto their raw column through AutoML's own
+  engineered -> raw map;
 * every other member (a row-wise ``SparseNormalizer`` in front, a logistic regression in probability units,
   anything without an exact fast method) is explained together with the others like it by the additive
   permutation explainer over raw columns; coalitions are evaluated in the runtime by mixing each raw
@@ -30,6 +32,7 @@ import pandas as pd
 from core.errors import ExplanationError
 from core.methods import Method
 from core.permutation import PermutationMethod
+from core.split_codes import SplitCodes
 
 __all__ = ["AutoMLEnsemble", "AutoMLModel", "open_model"]
 
@@ -146,20 +149,17 @@ class _Exact:
             return
         import shap
 
-        model = _tree_model(export)
+        model, self.codes = _coded_trees(export, bg.shape[1])
         model_output = "probability" if output == "probability" and self.kind != "sklearn-trees" else "raw"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.explainer = shap.TreeExplainer(
-                model, data=bg, feature_perturbation="interventional", model_output=model_output
+                model, data=self.codes.code_inputs(bg), feature_perturbation="interventional", model_output=model_output
             )
 
     def input(self, matrix: dict[str, Any]) -> np.ndarray:
-        """The member's input as the method reads it (see :func:`_dense`)."""
-        X = _dense(matrix, missing_absent=self.kind == "xgboost")
-        if self.kind == "sklearn-trees":  # scikit-learn splits float32 inputs; shap must see the same values
-            X = X.astype(np.float32).astype(np.float64)
-        return X
+        """The member's input as the library reads it (see :func:`_dense`), in float64."""
+        return _dense(matrix, missing_absent=self.kind == "xgboost")
 
     def explain(self, matrix: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Values (n, E, K) and expected value (K,) of the member on its input rows."""
@@ -168,7 +168,7 @@ class _Exact:
             return (self.coef[None, :] * (X - self.mean[None, :]))[:, :, None], self.expected
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = self.explainer.shap_values(X, check_additivity=False)
+            values = self.explainer.shap_values(self.codes.code_inputs(X), check_additivity=False)
         return _two_columns(values, self.explainer.expected_value, self.n_classes)
 
 
@@ -194,6 +194,32 @@ def _tree_model(export: dict[str, Any]) -> Any:
     raise ValueError(f"no exact method for a {export['kind']} member")
 
 
+def _coded_trees(export: dict[str, Any], n_features: int) -> tuple[dict[str, Any], SplitCodes]:
+    """The member's trees in shap's dict form with thresholds recoded (see :mod:`core.split_codes`).
+
+    shap's interventional kernel keeps thresholds in float32; on codes it routes each row as the library does.
+    """
+    model = _tree_model(export)
+    if not isinstance(model, dict):  # a booster: read by shap's own loader (objective, link, base score)
+        import shap
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ensemble = shap.TreeExplainer(model).model
+        trees = [{"children_left": ensemble.children_left[t], "children_right": ensemble.children_right[t],
+                  "children_default": ensemble.children_default[t], "features": ensemble.features[t],
+                  "thresholds": ensemble.thresholds[t], "threshold_types": ensemble.threshold_types[t],
+                  "values": ensemble.values[t], "node_sample_weight": ensemble.node_sample_weight[t]}
+                 for t in range(ensemble.values.shape[0])]  # fmt: skip
+        model = {"trees": trees, "base_offset": ensemble.base_offset, "tree_output": ensemble.tree_output,
+                 "objective": ensemble.objective}  # fmt: skip
+    codes = SplitCodes.from_trees(model["trees"], n_features, input_dtype=export.get("input_dtype", "float64"))
+    for tree in model["trees"]:
+        tree["thresholds"] = codes.code_thresholds(tree["features"], tree["thresholds"], tree["children_left"])
+        tree.pop("threshold_types", None)
+    return {**model, "input_dtype": np.float64}, codes
+
+
 def _sklearn_trees(export: dict[str, Any]) -> dict[str, Any]:
     """The dict form of a scikit-learn forest shap reads: leaf class fractions (or values) averaged over trees."""
     trees = []
@@ -205,22 +231,9 @@ def _sklearn_trees(export: dict[str, Any]) -> dict[str, Any]:
         left = np.asarray(tree["children_left"], dtype=np.int64)
         trees.append({"children_left": left, "children_right": np.asarray(tree["children_right"], dtype=np.int64),
                       "children_default": left.copy(), "features": np.asarray(tree["feature"], dtype=np.int64),
-                      "thresholds": _float32_floor(tree["threshold"]), "values": value,
+                      "thresholds": np.asarray(tree["threshold"], dtype=np.float64), "values": value,
                       "node_sample_weight": np.asarray(tree["weight"], dtype=np.float64)})  # fmt: skip
-    return {"trees": trees, "base_offset": 0.0, "input_dtype": np.float32, "tree_output": "raw_value"}
-
-
-def _float32_floor(thresholds: Any) -> np.ndarray:
-    """Thresholds as the largest float32 not above them (as float64).
-
-    scikit-learn sends ``float32(x) <= t`` left with ``t`` in float64; shap's interventional code compares in
-    float32, where a threshold rounded *up* onto ``float32(x)`` would send that row the other way. For float32
-    inputs ``x <= t`` and ``x <= floor32(t)`` agree, and ``floor32(t)`` survives shap's cast unchanged.
-    """
-    t = np.asarray(thresholds, dtype=np.float64)
-    t32 = t.astype(np.float32)
-    t32 = np.where(t32.astype(np.float64) > t, np.nextafter(t32, np.float32(-np.inf)), t32)
-    return t32.astype(np.float64)
+    return {"trees": trees, "base_offset": 0.0, "tree_output": "raw_value"}
 
 
 def _two_columns(values: Any, expected: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -356,9 +369,11 @@ class AutoMLEnsemble(Method):
     def explain(self, X: Any, row_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw values (n, R, K), base (n, K), prediction (n, K) of aligned raw rows.
 
-        The prediction is the pipeline's own output with each exactly explained member counted as its trees
-        evaluate in float64 (XGBoost sums in float32, LightGBM's link runs on its own margin): the two agree to
-        about 1e-7 of the output (checked, at most 2e-5), and base + contributions equals it to rounding.
+        The prediction is the pipeline's own output with each exactly explained member counted as its
+        explanation evaluates it (XGBoost sums in float32, shap's kernel keeps leaf values in float32, LightGBM's
+        link runs on its own margin): the two agree to about 1e-6 of the output (checked, at most 2e-5), and
+        base + contributions equals it to rounding. Every row follows the branches the member's library takes
+        (:mod:`core.split_codes`), so no row lands in another leaf.
         ``last_engineered`` keeps the engineered contributions when every member was explained exactly.
 
         Raises:

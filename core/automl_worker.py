@@ -285,7 +285,11 @@ def op_coalitions(
 
 
 def op_export(state: Any, members: list[int]) -> list[dict[str, Any]]:
-    """Portable descriptions of tree members: LightGBM model text, XGBoost JSON, or tree arrays."""
+    """Portable descriptions of tree members: LightGBM model text, XGBoost JSON, or tree arrays.
+
+    A tree export names the dtype its library casts a row to before comparing it with the thresholds
+    (``input_dtype``): the explanation must compare exactly the same numbers.
+    """
     return [_export(state.model.members[i]) for i in members]
 
 
@@ -295,18 +299,21 @@ def _export(member: Any) -> dict[str, Any]:
     module = type(inner).__module__
     if module.startswith("lightgbm"):
         booster = getattr(inner, "booster_", inner)
-        return {"kind": "lightgbm", "text": booster.model_to_string()}
+        return {"kind": "lightgbm", "text": booster.model_to_string(), "input_dtype": "float64"}
     if module.startswith("xgboost"):
         booster = inner.get_booster() if hasattr(inner, "get_booster") else inner
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model.json")
             booster.save_model(path)
             with open(path, encoding="utf-8") as fh:
-                return {"kind": "xgboost", "json": fh.read()}
+                return {"kind": "xgboost", "json": fh.read(), "input_dtype": "float32"}
     if hasattr(inner, "estimators_") or hasattr(inner, "tree_"):
+        from sklearn.tree._tree import DTYPE  # what scikit-learn casts rows to before walking its trees
+
         trees = list(getattr(inner, "estimators_", [inner]))
         return {
             "kind": "sklearn-trees",
+            "input_dtype": np.dtype(DTYPE).name,
             "classifier": hasattr(inner, "classes_"),
             "trees": [
                 {
