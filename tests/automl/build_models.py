@@ -5,13 +5,15 @@ Run inside the AutoML runtime venv (Python 3.10, azureml-automl-runtime 1.62):
 
     venv/bin/python build_models.py OUTDIR
 
-Writes OUTDIR/<name>/ for five models (the brief's three, a dense-featurizer case, an all-exact ensemble):
+Writes OUTDIR/<name>/ for six models (the brief's three, a dense-featurizer case, two all-exact ensembles):
 
 * ``binary_int``        breast_cancer, integer labels 0/1, PreFittedSoftVotingClassifier
 * ``multiclass_str``    wine, string labels, PipelineWithYTransformations(LabelEncoder)
 * ``regression``        diabetes (unscaled), PreFittedSoftVotingRegressor
 * ``binary_dense``      breast_cancer numeric + date only -> the featurizer returns a dense ndarray (extra case)
 * ``binary_trees``      the same data, every member behind a per-column scaler (all explained exactly)
+* ``regression_trees``  diabetes again, LightGBM, XGBoost, ElasticNet and RandomForest, each behind a per-column
+                        scaler (issue 15: every member explained exactly, XGBoost on scaled, non-float32 inputs)
 
 Each folder holds ``model.pkl`` (pickle protocol 4, like AutoML), ``conda_env_v_1_0_0.yml``,
 ``scoring_file_v_1_0_0.py``, ``data.csv`` (raw columns + target, as a user would upload them),
@@ -194,6 +196,21 @@ def data_regression():
         {"bmi": 0.06, "glu": 0.1, "hdl": 0.04},
     )
     return X, y, "disease_progression"
+
+
+def data_regression_money():
+    """Diabetes plus a yearly income in dollars and cents and the visit's Unix time in seconds: more significant
+    digits than float32 holds (its step is 128 s at today's Unix times), so neighbouring values share or border
+    a float32 value. XGBoost and scikit-learn trees read their input as float32, LightGBM and ElasticNet as float64."""
+    X, y, target = data_regression()
+    rng = np.random.RandomState(SEED + 4)
+    r = pd.Series(y).rank(pct=True).to_numpy()
+    income = np.round(np.exp(10.6 + 0.9 * r + rng.normal(0, 0.25, len(y))), 2)
+    X.insert(3, "income", income)
+    X.loc[rng.rand(len(y)) < 0.05, "income"] = np.nan
+    start = 1_700_000_000 + 3600 * (1 - r) * 24
+    X.insert(6, "recorded_at", (start + rng.randint(0, 2 * 86400, len(y))).astype(np.int64))
+    return X, y, target
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,6 +485,16 @@ REG_MEMBERS = [
     ),
 ]
 
+# issue 15's ensemble: the four member kinds, each behind a per-column scaler, so all are explained exactly.
+# The StandardScalerWrapper divides by the column's deviation: XGBoost's inputs are then float64 values off
+# the float32 grid its split conditions live on.
+REG_TREES_MEMBERS = [
+    ("0", 5 / 15, REG_MEMBERS[0][2]),
+    ("3", 4 / 15, REG_MEMBERS[1][2]),
+    ("6", 2 / 15, REG_MEMBERS[2][2]),
+    ("10", 4 / 15, REG_MEMBERS[4][2]),
+]
+
 
 # --------------------------------------------------------------------------------------------
 # build
@@ -581,15 +608,19 @@ def build_dense(workdir):
     return model, X, y, target, "classification"
 
 
-def build_regression(workdir):
-    X, y, target = data_regression()
+def build_regression(workdir, spec_members=REG_MEMBERS, data=data_regression):
+    X, y, target = data()
     dt = fit_featurizer("regression", X, y, workdir)
     Xt = dt.transform(X)
     pinfo = problem_info_for("regression", Xt, None)
-    members, weights = fit_members(REG_MEMBERS, pinfo, Xt, y)
+    members, weights = fit_members(spec_members, pinfo, Xt, y)
     ens = PreFittedSoftVotingRegressor(estimators=members, weights=weights)
     model = Pipeline(steps=[("datatransformer", dt), ("prefittedsoftvotingregressor", ens)])
     return model, X, y, target, "regression"
+
+
+def build_regression_trees(workdir):
+    return build_regression(workdir, REG_TREES_MEMBERS, data_regression_money)
 
 
 # --------------------------------------------------------------------------------------------
@@ -774,6 +805,7 @@ def main(argv):
             ("regression", build_regression),
             ("binary_dense", build_dense),
             ("binary_trees", build_trees),
+            ("regression_trees", build_regression_trees),
         ]:
             t = time.time()
             model, X, y, target, task = fn(wd)

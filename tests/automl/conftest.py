@@ -6,7 +6,7 @@ The runtime is the one `make automl-runtime` installs (``MODELLENS_RUNTIMES``, w
 skipped, because AutoML support is only real if CI runs it.
 
 The models are built at the start of the session by ``build_models.py`` inside the runtime, with AutoML's own
-featurizer and ensemble classes (about 4 s): five folders with ``model.pkl``, ``data.csv`` (raw columns and the
+featurizer and ensemble classes (about 5 s): six folders with ``model.pkl``, ``data.csv`` (raw columns and the
 target), ``conda_env_v_1_0_0.yml``, ``meta.json`` and ``expected_output.npy`` (the pipeline's own
 ``predict_proba`` / ``predict`` on the CSV, computed in the runtime by the builder).
 """
@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 
 from core import runtimes
-from tests.conftest import AUTOML_NAMES as NAMES
+from tests.conftest import AUTOML_NAMES
 
 __all__ = ["NAMES", "meta"]
+
+# The browser tests use the first five; ``regression_trees`` (issue 15's ensemble) is built alongside them
+NAMES = (*AUTOML_NAMES, "regression_trees")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,6 +36,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _runtimes_env(automl_runtime: runtimes.RuntimeRecord, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELLENS_RUNTIMES", str(automl_runtime.path.parent))
+
+
+@pytest.fixture(scope="session")
+def automl_models(automl_models: dict[str, Path]) -> dict[str, Path]:
+    """Every folder the builder wrote, the ones only these tests use included."""
+    root = next(iter(automl_models.values())).parent
+    return {name: root / name for name in NAMES}
 
 
 def meta(folder: Path) -> dict:
