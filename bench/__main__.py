@@ -17,6 +17,7 @@ SECTIONS = {
     "dask": "bench.dask_scaling",
     "automl": "bench.automl",
     "hostile": "bench.hostile",
+    "sandbox": "bench.sandbox",
 }
 
 
