@@ -93,24 +93,28 @@ def routed_logs(log_folder: Path, *, verbose: bool) -> Iterator[Path | None]:
     """Send library logs, warnings and children's stderr to the log file (or to stderr when ``verbose``).
 
     Yields:
-        The log file's path, or None with ``verbose`` (everything is on stderr).
+        The log file's path, or None with ``verbose`` or when the log folder cannot be written (logs on stderr).
     """
     root = logging.getLogger()
     level = os.environ.get("MODELLENS_LOG_LEVEL", "INFO").upper()
     saved_handlers, saved_level = root.handlers[:], root.level
     logging.captureWarnings(True)
-    if verbose:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        path = None
-    else:
-        path = _open_log(log_folder)
-        handler = logging.FileHandler(path, encoding="utf-8")
+    path = None
+    if not verbose:
+        try:
+            path = _open_log(log_folder)
+        except OSError as exc:  # an unwritable MODELLENS_HOME: warnings and errors stay on stderr
+            level = "WARNING"
+            print(f"modellens: no log file in {log_folder} ({exc.strerror}); warnings go to stderr", file=sys.stderr)
+    handler: logging.Handler = (
+        logging.FileHandler(path, encoding="utf-8") if path is not None else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(logging.Formatter(_FORMAT))
     root.handlers = [handler]
     root.setLevel(getattr(logging, level, logging.INFO))
-    fd = None if verbose else _stderr_fd()
+    fd = None if path is None else _stderr_fd()
     terminal, saved_stderr = None, sys.stderr
-    if fd is not None and path is not None:
+    if fd is not None and path is not None:  # path is None: verbose, or no log file
         sys.stderr.flush()
         terminal = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
         with path.open("ab") as log_file:

@@ -181,6 +181,14 @@ def test_explain_piped_prints_the_result_and_nothing_else(files, tmp_path):
     assert "worker INFO" in log and "sandbox" in log  # the model worker's log lines went to the log file
 
 
+def test_an_unwritable_home_still_explains(files, tmp_path):
+    home = tmp_path / "home"
+    home.write_text("a file, not a folder")
+    out = run("explain", str(files / "model.pkl"), str(files / "data.csv"), "--rows", "0", home=home)
+    assert out.returncode == 0, out.stderr
+    assert "no log file in" in out.stderr and json.loads(out.stdout)["row_ids"] == [0]
+
+
 def test_verbose_puts_library_logs_on_stderr(files, tmp_path):
     out = run("explain", "-v", str(files / "model.pkl"), str(files / "data.csv"), "--rows", "0", home=tmp_path)
     assert out.returncode == 0, out.stderr
