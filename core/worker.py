@@ -58,6 +58,9 @@ def _worker_env(settings: Settings, scratch: Path, spec: dict[str, str]) -> dict
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["JOBLIB_MULTIPROCESSING"] = "0"  # a model's n_jobs runs as threads: the sandbox starts no processes
+    # matplotlib (imported by shap) reads its font cache while the worker imports, before the sandbox; without
+    # this every worker would rebuild it in its empty scratch home (seconds per start)
+    env["MPLCONFIGDIR"] = os.environ.get("MPLCONFIGDIR") or str(Path.home() / ".cache" / "matplotlib")
     env["MODELLENS_WORKER_MEMORY_MB"] = str(settings.worker_memory_mb)
     env["MODELLENS_WORKER_CPU_SECONDS"] = str(settings.worker_cpu_seconds)
     env.update(spec)
