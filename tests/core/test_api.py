@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import core
+from core.worker import close_default_pool
 from tests.conftest import ROOT
 from tests.core import zoo
 
@@ -35,6 +36,20 @@ def test_notebook_flow_through_the_stable_names(pool):
     np.testing.assert_allclose(expl.base_values + expl.values.sum(axis=1), expl.prediction, rtol=1e-6)
     kinds = [imp.kind for imp in core.global_importances(expl)]
     assert kinds[0] == "shap"
+
+
+def test_the_readme_python_block_runs_as_written(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    model, frame = zoo.builders()["pipe_rf"]()
+    (tmp_path / "churn.pkl").write_bytes(pickle.dumps(model))
+    frame.assign(churned=model.predict(frame)).to_csv(tmp_path / "customers.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the project's own README
+    finally:
+        close_default_pool()
+    assert capsys.readouterr().out.strip() == "churned ['shap']"
 
 
 def test_unknown_name_is_an_attribute_error():
