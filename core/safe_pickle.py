@@ -804,7 +804,9 @@ def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: object) -> None
     """A dtype's one BUILD: right after it was made, before use, and never adding object semantics."""
     _require(u.fresh_dtypes.pop(id(dtype), None) is dtype, "BUILD on a numpy dtype that is already in use")
     _require(isinstance(state, tuple) and len(state) in (8, 9) and _plain_tree(state), "numpy dtype state")
-    _version, endian, subarray, names, fields, elsize, alignment, flags = state[:8]  # 9th: datetime unit
+    _version, endian, subarray, names, fields, elsize, alignment, flags = state[:8]
+    _require((len(state) == 9) == (dtype.kind in "mM"), "numpy dtype state")  # datetimes add their unit
+    _require(len(state) == 8 or _datetime_unit_ok(state[8]), "numpy datetime unit")
     _require(endian in ("<", ">", "|", "=") and isinstance(flags, int) and 0 <= flags < 256, "numpy dtype state")
     _require(isinstance(elsize, int) and isinstance(alignment, int) and elsize in (-1, dtype.itemsize), "dtype size")
     _require(subarray is None or _dtype_subarray_ok(subarray), "numpy dtype subarray")
@@ -823,6 +825,22 @@ def _struct_flags(names: tuple, fields: dict, itemsize: int, *, aligned: bool) -
     formats, offsets = [fields[n][0] for n in names], [fields[n][1] for n in names]
     spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
     return np.dtype(spec, align=aligned).flags
+
+
+_DATETIME_UNITS = frozenset(b"Y M W D h m s ms us ns ps fs as generic".split())
+
+
+def _datetime_unit_ok(metadata: object) -> bool:
+    """The datetime tail of a numpy dtype's state: (metadata or None, (unit, multiplier, 1, 1))."""
+    if not (isinstance(metadata, tuple) and len(metadata) == 2 and isinstance(metadata[0], (dict, type(None)))):
+        return False
+    unit = metadata[1]
+    return (
+        isinstance(unit, tuple)
+        and len(unit) == 4
+        and unit[0] in _DATETIME_UNITS
+        and all(isinstance(n, int) and 0 < n < 2**31 for n in unit[1:])
+    )
 
 
 def _dtype_subarray_ok(subarray: object) -> bool:

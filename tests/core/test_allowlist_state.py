@@ -188,6 +188,15 @@ def test_dtype_state_flags_must_be_the_ones_numpy_computes(flags, expected):
     assert expected in str(_refusal(b"\x80\x02" + dtype + state + b"b."))
 
 
+def test_a_datetime_dtype_needs_its_unit_in_the_state():
+    """Found by the fuzz (seed 99): 'f8' flipped to 'm8' kept a float's state, and numpy's setstate crashed."""
+    data = pickle.dumps(np.zeros(2), protocol=2)
+    assert data.count(b"f8") == 1
+    assert "numpy dtype state" in str(_refusal(data.replace(b"f8", b"m8")))
+    dates = np.array(["2026-12-03", "NaT"], dtype="M8[ns]")
+    np.testing.assert_array_equal(safe_load(pickle.dumps(dates, protocol=2)).obj, dates)
+
+
 def test_hist_gradient_boosting_feature_index_crashes_a_naive_loader_and_is_refused(tmp_path):
     path = tmp_path / "hgb.pkl"
     path.write_bytes(pickle.dumps(attacks.hgb_feature_out_of_bounds(), protocol=4))
