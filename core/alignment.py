@@ -71,10 +71,12 @@ def align(model: Any, frame: pd.DataFrame, *, target: str | None = None) -> Alig
             "Upload the table the model was trained on (same column names).",
             missing,
         )
-    target_name = target or _detect_target(model, frame, expected)
-    if target_name is not None and target is None:
+    detected = None if target else _detect_target(model, frame, [c for c in frame.columns if c not in expected])
+    target_name = target or (detected[0] if detected else None)
+    if detected is not None:
         notices.append(
-            f"Column {target_name!r} looks like the target; it is shown as the actual value, not used as input."
+            f"Column {detected[0]!r} looks like the target ({detected[1]}); it is shown as the actual value, not used "
+            "as input. Pick another target in the sidebar if it is not."
         )
     ignored = [c for c in frame.columns if c not in expected and c != target_name]
     if ignored:
@@ -100,27 +102,56 @@ def _match_names(frame: pd.DataFrame, expected: list[str], notices: list[str]) -
     return frame
 
 
-def _detect_target(model: Any, frame: pd.DataFrame, expected: list[str]) -> str | None:
-    candidates = [c for c in frame.columns if c not in expected]
+def _detect_target(model: Any, frame: pd.DataFrame, candidates: list[str]) -> tuple[str, str] | None:
+    """The column among ``candidates`` (those the model does not use) that holds the target, and why.
+
+    By name first (``target``, ``label``, …); then, for a classifier, a column whose values are its class
+    labels; for a regressor, the only numeric column that is not a row id (or the last column of the table,
+    where most exports put the target, when several are).
+    """
     for c in candidates:
         if _normalise(c) in TARGET_NAMES:
-            return c
+            return c, "by its name"
     classes = getattr(model, "classes", None)
     if classes:
-        labels = {str(c) for c in classes}
-        for c in candidates:
-            values = {str(v) for v in frame[c].dropna().unique()[:1000]}
-            if values and values <= labels and len(values) >= min(2, len(labels)):
-                return c
+        labels = {_text(c) for c in classes}
+        fitting = [c for c in candidates if _holds_labels(frame[c], labels)]
+        if fitting:
+            return (fitting[-1] if candidates[-1] in fitting else fitting[0]), "its values are the model's classes"
+        return None
+    if getattr(model, "task", None) != "regression":
+        return None
+    numeric = [c for c in candidates if _mostly_numeric(frame[c]) and not _looks_like_row_id(c, frame[c])]
+    if len(numeric) == 1:
+        return numeric[0], "the only numeric column the model does not use"
+    if numeric and numeric[-1] == frame.columns[-1]:
+        return numeric[-1], "the last numeric column, which the model does not use"
     return None
+
+
+def _holds_labels(series: pd.Series, labels: set[str]) -> bool:
+    values = {_text(v) for v in series.dropna().unique()[:1000]}
+    return bool(values) and values <= labels and len(values) >= min(2, len(labels))
+
+
+def _looks_like_row_id(name: str, series: pd.Series) -> bool:
+    norm = _normalise(name)
+    if norm in ("id", "index", "row", "unnamed: 0") or norm.endswith(" id") or norm.startswith("id "):
+        return True
+    values = pd.to_numeric(series, errors="coerce").dropna().to_numpy()
+    if len(values) < 3 or not np.all(np.mod(values, 1) == 0):
+        return False
+    step = np.diff(values)
+    return bool(np.all(step == 1))  # 0, 1, 2, … or 1, 2, 3, …: a row number
 
 
 def _align_by_position(model: Any, frame: pd.DataFrame, target: str | None, notices: list[str]) -> Aligned:
     n = model.n_features
-    target_name = target
+    target_name, why = target, "chosen"
     if target_name is None and n is not None and frame.shape[1] == n + 1:
-        named = [c for c in frame.columns if _normalise(c) in TARGET_NAMES]
-        target_name = named[0] if named else None
+        detected = _detect_target(model, frame, list(frame.columns))
+        if detected is not None:
+            target_name, why = detected
     features = frame.drop(columns=[target_name]) if target_name else frame
     if n is not None and features.shape[1] != n:
         raise SchemaError(
@@ -128,11 +159,11 @@ def _align_by_position(model: Any, frame: pd.DataFrame, target: str | None, noti
             f"{' besides the target' if target_name else ''}; upload a table with exactly {n} feature columns in the "
             "training order."
         )
-    notices.append(
-        f"The model was fitted without column names: matched the table's {features.shape[1]} columns by position."
-    )
+    more = " …" if features.shape[1] > 12 else ""
+    shown = ", ".join(f"{c!r}→{i}" for i, c in enumerate(features.columns[:12])) + more
+    notices.append(f"The model was fitted without column names: matched the table's columns by position ({shown}).")
     if target_name:
-        notices.append(f"Column {target_name!r} is used as the target.")
+        notices.append(f"Column {target_name!r} is used as the target ({why}).")
     out = _coerce(model, features.copy(), notices)
     tgt = frame[target_name].reset_index(drop=True) if target_name else None
     return Aligned(out.reset_index(drop=True), tgt, target_name, (), tuple(notices), by_position=True)

@@ -244,3 +244,10 @@ def test_every_number_is_in_the_unit_its_label_names():
     table = at.dataframe[0].value
     proba = model.predict_proba(data.data)[table["row"].to_numpy(), 0]
     np.testing.assert_allclose(table["prediction (probability of 'Barbera')"].to_numpy(), np.round(proba, 4))
+
+
+def test_the_regression_demo_finds_its_target_and_shows_metrics_unasked():
+    at = app(demo="diabetes").run()
+    assert not at.exception
+    assert {m.label for m in at.metric} == {"R²", "MAE", "RMSE"}
+    assert any("'progression' looks like the target" in c.value for c in at.caption)
