@@ -45,7 +45,7 @@ kinds = global_importances(
 )
 labels = {k.kind: k for k in kinds}
 names = {
-    "shap": "SHAP (this class)",
+    "shap": "SHAP (this class)" if ctx.model.is_classifier else "SHAP",
     "shap-all-classes": "SHAP (all classes)",
     "model": "Model's own",
     "permutation": "Permutation",

@@ -15,7 +15,7 @@ with render.guard():
         ctx.model_key, ctx.data_key, state.get().target, output, ctx.model, ctx.aligned
     ).unwrap()
 app = state.get()
-units = ctx.explanation().units if ctx.model.is_classifier else "prediction"
+units = ctx.explanation().units if ctx.model.is_classifier else (ctx.aligned.target_name or "model output")
 table = rows_table(
     ctx.aligned.frame, prediction_column(predictions, ctx.model.classes, ctx.class_label), units, ctx.aligned.target
 )

@@ -251,3 +251,8 @@ def test_the_regression_demo_finds_its_target_and_shows_metrics_unasked():
     assert not at.exception
     assert {m.label for m in at.metric} == {"R²", "MAE", "RMSE"}
     assert any("'progression' looks like the target" in c.value for c in at.caption)
+    at.switch_page("pages/row_explorer.py").run()
+    assert "prediction (progression)" in at.dataframe[0].value.columns
+    at.switch_page("pages/global_importance.py").run()
+    assert "SHAP" in at.segmented_control(key="kind_pick").options
+    assert "SHAP (this class)" not in at.segmented_control(key="kind_pick").options
