@@ -41,8 +41,12 @@ TEMPLATE = "plotly_white"
 
 
 def esc(text: Any) -> str:
-    """Text safe for plotly's pseudo-HTML labels and hovers."""
-    return html.escape(str(text), quote=True)
+    """Text safe for plotly's pseudo-HTML labels and hovers, escaped once for plotly itself.
+
+    Plotly decodes numeric entities and a few named ones, but not ``&quot;``, which it would show as is; so a
+    double quote becomes ``&#34;``.
+    """
+    return html.escape(str(text), quote=True).replace("&quot;", "&#34;")
 
 
 def format_value(value: Any) -> str:

@@ -142,6 +142,10 @@ def test_dependence_and_interaction():
         figures.dependence_figure(e, "nope")
 
 
+def test_labels_are_escaped_once_in_entities_plotly_decodes():
+    assert figures.esc('<img src=x onerror="t=\'x\'">') == "&lt;img src=x onerror=&#34;t=&#x27;x&#x27;&#34;&gt;"
+
+
 def test_numbers_are_written_for_people():
     assert [format_number(v) for v in (215023.4, 180796.06, 1808.44, 12.34, 0.1534, 0.000123, 7.9e-6, 0)] == [
         "215,023",
