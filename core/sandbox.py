@@ -106,7 +106,11 @@ _SYSTEM_READ = (
     "/proc/meminfo",
     "/proc/stat",
     "/sys/devices/system/cpu",
-    "/sys/fs/cgroup/cpu.max",
+    "/sys/fs/cgroup/cpu.max",  # CPU quotas (cgroup v2, then v1) that joblib and OpenMP read for their core count
+    "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+    "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us",
+    "/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us",
     "/dev/urandom",
 )
 _LOADERS = ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1")
