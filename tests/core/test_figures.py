@@ -143,7 +143,7 @@ def test_dependence_and_interaction():
 
 
 def test_labels_are_escaped_once_in_entities_plotly_decodes():
-    assert figures.esc('<img src=x onerror="t=\'x\'">') == "&lt;img src=x onerror=&#34;t=&#x27;x&#x27;&#34;&gt;"
+    assert figures.esc("<img src=x onerror=\"t='x'\">") == "&lt;img src=x onerror=&#34;t=&#x27;x&#x27;&#34;&gt;"
 
 
 def test_numbers_are_written_for_people():
