@@ -204,7 +204,9 @@ def op_importances(state: Any, key: str, background: pd.DataFrame) -> dict[str, 
     raw = getattr(est, "feature_importances_", None)
     if raw is not None:
         out["model"] = {"label": "Model's own importance (impurity / gain)", "values": np.asarray(raw, float)}
-    elif getattr(est, "coef_", None) is not None:
+    elif getattr(est, "coef_", None) is not None and (plan is not None or est is state.model):
+        # coefficients live on engineered columns: without the engine's fold plan (a pipeline explained by the
+        # model-agnostic method) they cannot be put on raw columns, so there is no "model's own" view then
         spread = np.asarray(_engineered_std(engine, background), dtype=float)
         coef = np.abs(np.atleast_2d(np.asarray(est.coef_, dtype=float))).mean(axis=0)
         if coef.shape == spread.shape:

@@ -104,3 +104,26 @@ def test_unknown_class_and_empty_table(forest):
         result.for_class("nope")
     with pytest.raises(ExplanationError, match="no rows"):
         make_explainer(model, pd.DataFrame(columns=X.columns))
+
+
+def test_a_pipeline_explained_without_a_fold_plan_has_no_model_importance_and_no_error(pool):
+    """Issue 20: a logistic-regression pipeline's importances failed in its worker on a text column."""
+    import pickle
+
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    import core
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"amount": rng.normal(10, 3, 200), "term": rng.choice(["term_36", "term_60"], 200)})
+    y = ((frame.amount > 10) ^ (frame.term == "term_60")).astype(int)
+    encode = make_column_transformer((OneHotEncoder(), ["term"]), (StandardScaler(), ["amount"]))
+    pipe = make_pipeline(encode, LogisticRegression()).fit(frame, y)
+    model = core.load_model(pickle.dumps(pipe), "lr.pkl", pool=pool)
+    aligned = core.align(model, frame)
+    assert core.make_explainer(model, aligned, output="probability").importances() == {}
+    folded = core.make_explainer(model, aligned, output="log-odds").importances()
+    assert folded["model"]["values"].shape == (2,)  # |coef| x spread, summed onto the two raw columns
