@@ -555,6 +555,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.validators = parent.validators if parent else _Validators(self)
         self.array_bytes = parent.array_bytes if parent else [0]
         self.fresh_dtypes: dict[int, np.dtype] = parent.fresh_dtypes if parent else {}
+        self.stream_size = file.getbuffer().nbytes
 
     # -- globals --------------------------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> object:
@@ -613,6 +614,18 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def load_readonly_buffer(self) -> None:
         self.resolver.refuse("opcode READONLY_BUFFER", "out-of-band buffers")
+
+    def load_bytearray8(self) -> None:
+        """BYTEARRAY8 without pickle's allocation of the declared size before reading (a memory bomb)."""
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > self.stream_size:
+            raise ModelLoadError("The model file is damaged: a byte string is longer than the file. Upload it again.")
+        data = bytearray(size)
+        if self.readinto(data) != size:
+            raise ModelLoadError("The model file is truncated: a byte string ends early. Upload the complete file.")
+        self.append(data)
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
 
     for _op in (
         "INST",

@@ -104,8 +104,6 @@ def _fuzz(seed: int, budget: float, log_path: str) -> None:
                 outcome = "inert"
             except ModelLensError as error:
                 outcome = type(error).__name__
-            except MemoryError:
-                outcome = "MemoryError"
             except Exception as error:  # noqa: BLE001 - the finding this fuzz exists for
                 outcome = f"UNTYPED {type(error).__name__}: {str(error)[:200]}"
             log.write(json.dumps({"done": index, "outcome": outcome}) + "\n")

@@ -249,3 +249,11 @@ def test_list_globals_resolves_stack_global_through_the_memo():
     found = list_globals(data)
     assert ("sklearn.ensemble._forest", "RandomForestClassifier") in found
     assert ("sklearn.tree._tree", "Tree") in found
+
+
+def test_a_bytearray_longer_than_the_file_is_not_allocated():
+    """Found by the fuzz: pickle's BYTEARRAY8 allocates the declared size (up to 2**63) before reading."""
+    bomb = b"\x80\x05\x96" + (2**40).to_bytes(8, "little") + b"."
+    with pytest.raises(ModelLoadError, match="longer than the file"):
+        safe_load(bomb)
+    assert safe_load(pickle.dumps(bytearray(b"model bytes"), protocol=5)).obj == bytearray(b"model bytes")
