@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 MAX_DEPTH = state_audit.MAX_DEPTH
 MAX_CONTAINER_ITEMS = 50_000_000
 _NUMPY2 = int(np.__version__.split(".")[0]) >= 2
-_PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), np.generic)
+_PLAIN = state_audit.PLAIN
 
 
 class _Refusal(Exception):
@@ -307,19 +307,7 @@ def _nbytes(shape: tuple, dtype: np.dtype) -> int:
     return math.prod(shape) * dtype.itemsize
 
 
-def _plain_tree(value: object, depth: int = 0) -> bool:
-    """True when value is made only of plain scalars, dtypes and numeric arrays (shallow-bounded)."""
-    if depth > 8:
-        return False
-    if isinstance(value, (*_PLAIN, np.dtype)):
-        return True
-    if isinstance(value, np.ndarray):
-        return not value.dtype.hasobject
-    if isinstance(value, (tuple, list)):
-        return all(_plain_tree(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return all(_plain_tree(k, depth + 1) and _plain_tree(v, depth + 1) for k, v in value.items())
-    return False
+_plain_tree = state_audit.plain_data
 
 
 class _Validators:

@@ -34,7 +34,8 @@ from core import allowlist
 __all__ = ["MAX_DEPTH", "audit_graph", "binary_tree_state_ok", "qualname"]
 
 MAX_DEPTH = 2000
-_PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), np.generic)
+PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), np.generic)
+_PLAIN = PLAIN
 _FUNCTION_TYPES = (
     types.FunctionType,
     types.BuiltinFunctionType,
@@ -224,11 +225,12 @@ def _check_kwargs(value: object, where: str, u: Any, *, plain: bool = True) -> N
     elif "n_jobs" in value:
         shown = repr(value["n_jobs"]) if isinstance(value["n_jobs"], (int, type(None))) else "..."
         u.resolver.refuse(f"{where}['n_jobs']={shown}", "it would start processes at predict time")
-    elif plain and not _plain_data(value):
+    elif plain and not plain_data(value):
         u.resolver.refuse(f"{where} (holds objects)", "keyword arguments may hold only plain data")
 
 
-def _plain_data(value: object, depth: int = 0) -> bool:
+def plain_data(value: object, depth: int = 0) -> bool:
+    """True when value is made only of plain scalars, dtypes and numeric arrays (shallow-bounded)."""
     if depth > 8:
         return False
     if isinstance(value, (*_PLAIN, np.dtype)):
@@ -236,9 +238,9 @@ def _plain_data(value: object, depth: int = 0) -> bool:
     if isinstance(value, np.ndarray):
         return not value.dtype.hasobject
     if isinstance(value, (tuple, list)):
-        return all(_plain_data(v, depth + 1) for v in value)
+        return all(plain_data(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return all(_plain_data(k, depth + 1) and _plain_data(v, depth + 1) for k, v in value.items())
+        return all(plain_data(k, depth + 1) and plain_data(v, depth + 1) for k, v in value.items())
     return False
 
 
