@@ -366,24 +366,21 @@ def dependence_figure(expl: Explanation, feature: str, *, color_by: str | None =
     else:
         x = values.to_numpy(dtype=np.float64, na_value=np.nan)
     marker: dict[str, Any] = {"size": 6, "opacity": 0.8, "color": POSITIVE}
-    if color_by is not None and color_by in names and color_by != feature:
-        color, is_cat = _normalise(expl.data[color_by])
-        marker.update(
-            color=np.nan_to_num(color, nan=-1),
-            colorscale=LOW_HIGH if not is_cat else "Viridis",
-            showscale=True,
-            colorbar={"title": esc(color_by)},
-        )
     shown = [esc(format_value(v)) for v in values.tolist()]
-    hover = f"{esc(feature)} = %{{customdata[1]}}<br>SHAP %{{y:,.4~r}}<br>row %{{customdata[0]}}<extra></extra>"
+    hover = f"{esc(feature)} = %{{customdata[1]}}<br>SHAP %{{y:,.4~r}}<br>row %{{customdata[0]}}"
+    colouring = [""] * len(shown)
+    if color_by is not None and color_by in names and color_by != feature:
+        marker.update(_colour_by(expl.data[color_by], color_by))
+        colouring = [esc(format_value(v)) for v in expl.data[color_by].tolist()]
+        hover += f"<br>{esc(color_by)} = %{{customdata[2]}}"
     fig = go.Figure(
         go.Scattergl(
             x=x,
             y=y,
             mode="markers",
             marker=marker,
-            customdata=[[int(r), s] for r, s in zip(expl.row_ids, shown, strict=True)],
-            hovertemplate=hover,
+            customdata=[[int(r), s, c] for r, s, c in zip(expl.row_ids, shown, colouring, strict=True)],
+            hovertemplate=hover + "<extra></extra>",
         )
     )
     title = f"Dependence: {esc(feature)}" + (f", coloured by {esc(color_by)}" if color_by else "")
@@ -393,6 +390,41 @@ def dependence_figure(expl: Explanation, feature: str, *, color_by: str | None =
         fig.update_xaxes(tickvals=list(range(len(cats.categories))), ticktext=[esc(c) for c in cats.categories])
     fig.update_xaxes(title=esc(feature))
     return fig
+
+
+def _colour_by(series: pd.Series, name: str) -> dict[str, Any]:
+    """Marker colours in the colouring feature's own values.
+
+    Numbers keep their real range (5th-95th percentile) on the colour bar; categories get one colour each,
+    named on the bar.
+    """
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        v = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = v[np.isfinite(v)]
+        lo, hi = np.percentile(finite, [5, 95]) if len(finite) else (0.0, 1.0)
+        if hi <= lo and len(finite):
+            lo, hi = finite.min(), finite.max() + (finite.max() == finite.min())
+        return {
+            "color": np.where(np.isfinite(v), v, lo),
+            "cmin": float(lo),
+            "cmax": float(hi),
+            "colorscale": LOW_HIGH,
+            "showscale": True,
+            "colorbar": {"title": esc(name)},
+        }
+    cats = pd.Categorical(series.astype(object).where(series.notna(), "missing"))
+    return {
+        "color": cats.codes.astype(np.float64),
+        "cmin": -0.5,
+        "cmax": len(cats.categories) - 0.5,
+        "colorscale": "Viridis",
+        "showscale": True,
+        "colorbar": {
+            "title": esc(name),
+            "tickvals": list(range(len(cats.categories))),
+            "ticktext": [esc(c) for c in cats.categories],
+        },
+    }
 
 
 def prediction_figure(prediction: np.ndarray, units: str, *, actual: pd.Series | None = None) -> go.Figure:

@@ -138,6 +138,13 @@ def test_dependence_and_interaction():
     assert strongest_interaction(e, "income") in e.feature_names
     fig = figures.dependence_figure(e, "city", color_by="income")
     assert list(fig.layout.xaxis.ticktext) == ["&lt;b&gt;Nice&lt;/b&gt;", "Lyon"]
+    marker, income = fig.data[0].marker, e.data["income"].to_numpy()
+    assert (marker.cmin, marker.cmax) == tuple(np.percentile(income, [5, 95]))  # the bar reads in income's own units
+    np.testing.assert_array_equal(marker.color, income)
+    assert "income = %{customdata[2]}" in fig.data[0].hovertemplate
+    assert fig.data[0].customdata[0][2] == figures.format_value(income[0])
+    by_city = figures.dependence_figure(e, "income", color_by="city").data[0].marker
+    assert list(by_city.colorbar.ticktext) == ["&lt;b&gt;Nice&lt;/b&gt;", "Lyon"]
     with pytest.raises(ExplanationError, match="Unknown feature"):
         figures.dependence_figure(e, "nope")
 
