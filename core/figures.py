@@ -263,36 +263,31 @@ def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure
             hovertemplate="%{y}<br>%{text}<extra></extra>",
         )
     )
-    _mark_base_and_prediction(fig, row, base_label="average", yref="paper", base_y=(0, "top"), prediction_y=1)
+    _mark_base_and_prediction(fig, row, base_label="average", yref="paper", y=1)
+    ends = row.base_value + np.cumsum([0.0, *amounts])
+    lo, hi = float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
+    pad = 0.12 * (hi - lo) or 0.05 * (abs(hi) or 1.0)  # room for the value labels outside the bars
+    fig.update_xaxes(range=[lo - pad, hi + pad])
     fig = _layout(fig, f"Waterfall for row {row.row_id}", height=max(320, 30 * len(labels) + 140))
-    fig.update_layout(margin={"t": 70, "b": 60})
+    fig.update_layout(margin={"t": 70, "b": 60, "r": 110})  # the prediction label grows rightwards
     fig.update_xaxes(title=f"{esc(_units(row))} — from the average to this row's prediction")
     return fig
 
 
-def _mark_base_and_prediction(
-    fig: go.Figure, row: RowExplanation, *, base_label: str, yref: str, base_y: tuple[float, str], prediction_y: float
-) -> None:
-    """The base value (dotted) and the prediction (solid) as vertical lines, each labelled with its number."""
+def _mark_base_and_prediction(fig: go.Figure, row: RowExplanation, *, base_label: str, yref: str, y: float) -> None:
+    """The base value (dotted) and the prediction (solid) as vertical lines, each labelled with its number.
+
+    The two labels sit at the same height and grow away from each other (the lower value's to the left), so
+    they never overlap, however close the two values are.
+    """
     fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
     fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
-    y, anchor = base_y
-    fig.add_annotation(
-        x=row.base_value,
-        y=y,
-        yref=yref,
-        yanchor=anchor,
-        showarrow=False,
-        text=f"{base_label} {format_number(row.base_value)}",
-    )
-    fig.add_annotation(
-        x=row.prediction,
-        y=prediction_y,
-        yref=yref,
-        yanchor="bottom",
-        showarrow=False,
-        text=f"<b>prediction {format_number(row.prediction)}</b>",
-    )
+    base_first = row.base_value <= row.prediction
+    for x, text, anchor in (
+        (row.base_value, f"{base_label} {format_number(row.base_value)}", "right" if base_first else "left"),
+        (row.prediction, f"<b>prediction {format_number(row.prediction)}</b>", "left" if base_first else "right"),
+    ):
+        fig.add_annotation(x=x, y=y, yref=yref, yanchor="bottom", xanchor=anchor, showarrow=False, text=text)
 
 
 def _units(row: RowExplanation) -> str:
@@ -332,21 +327,24 @@ def force_figure(row: RowExplanation, *, max_labels: int = 4) -> go.Figure:
                 )
             )
             if rank < max_labels and abs(v) >= 0.05 * span:
+                # one row per rank, each label growing away from the prediction: pushes to the left, pulls to
+                # the right, so no two labels share a row and a side
                 fig.add_annotation(
                     x=start + abs(v) / 2,
                     y=-0.25,
                     ax=0,
-                    ay=20 + 15 * (rank % 3),
+                    ay=18 + 17 * rank,
                     yref="y",
+                    xanchor="right" if sign < 0 else "left",
                     text=_row_label(n, d),
                     font={"color": color, "size": 11},
                     arrowcolor=color,
                 )
             edge = start if sign < 0 else start + abs(v)
-    _mark_base_and_prediction(fig, row, base_label="base value", yref="y", base_y=(0.3, "bottom"), prediction_y=0.3)
-    fig = _layout(fig, f"Force view for row {row.row_id}", height=250, barmode="overlay")
+    _mark_base_and_prediction(fig, row, base_label="base value", yref="y", y=0.3)
+    fig = _layout(fig, f"Force view for row {row.row_id}", height=300, barmode="overlay")
     fig.update_xaxes(title=f"{esc(_units(row))}")
-    fig.update_yaxes(visible=False, range=[-1.1, 0.6])
+    fig.update_yaxes(visible=False, range=[-1.6, 0.6])
     return fig
 
 

@@ -222,3 +222,19 @@ def test_rows_table_search_and_paging():
     assert filter_rows(table, "age>40 city=lyon")["row"].tolist() == [2]
     assert filter_rows(table, "row:1")["row"].tolist() == [1]
     assert page_of(table, 2, size=2)["row"].tolist() == [2]
+
+
+def test_force_and_waterfall_labels_never_share_a_place():
+    names = ("a", "b", "c", "d", "e")
+    values = np.array([[0.12, 0.11, -0.09, 0.05, -0.04]])
+    data = pd.DataFrame([[1.0, 2.0, 3.0, 4.0, 5.0]], columns=list(names))
+    row = Explanation(
+        values, np.array([0.374]), 0.374 + values.sum(1), data, names, "probability", None, "t", [0], (1, 1)
+    )
+    notes = figures.force_figure(row.row(0)).layout.annotations
+    labels = [(n.xanchor, n.ay) for n in notes if n.showarrow is not False and n.ay is not None]
+    assert len(labels) == 5 and len(set(labels)) == 5  # each label its own row on its side
+    assert {a for a, _ in labels} == {"left", "right"}  # pushes grow leftwards, pulls rightwards
+    for fig in (figures.force_figure(row.row(0)), figures.waterfall_figure(row.row(0))):
+        marks = {n.text.split(" ")[0].strip("<b>"): n.xanchor for n in fig.layout.annotations if n.showarrow is False}
+        assert marks["prediction"] == "left" and {"right"} == {v for k, v in marks.items() if k != "prediction"}
