@@ -28,7 +28,8 @@ def _env_float(env: dict[str, str], name: str, default: float) -> float:
 
 
 def _default_max_workers() -> int:
-    return max(4, 2 * (os.cpu_count() or 1))
+    # each model explains its whole table on one worker per core besides its main one: room for a few models
+    return max(16, 4 * (os.cpu_count() or 1))
 
 
 def _default_workers_memory_mb() -> int:
@@ -54,7 +55,7 @@ class Settings:
         worker_cpu_seconds: CPU-time budget of one worker request. ``MODELLENS_WORKER_CPU_SECONDS``.
         worker_idle_seconds: Idle workers are stopped after this long. ``MODELLENS_WORKER_IDLE_SECONDS``.
         max_workers: Model worker processes alive at once, server-wide; the least recently used idle one
-            is stopped to make room. ``MODELLENS_MAX_WORKERS``, default twice the cores (at least 4).
+            is stopped to make room. ``MODELLENS_MAX_WORKERS``, default four per core (at least 16).
         workers_memory_mb: Resident memory all model workers may use together (same eviction).
             ``MODELLENS_WORKERS_MEMORY_MB``, default half the machine's memory.
         worker_wait_seconds: How long a request waits for room when every worker is busy.

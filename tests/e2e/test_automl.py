@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from core.figures import format_number
 from tests.e2e.conftest import wait_idle
 from tests.e2e.test_dashboard import drawn_charts, upload_files
 
@@ -26,7 +27,7 @@ def test_upload_an_automl_model_and_see_an_exact_waterfall(server, page, automl_
     page.locator('[data-testid="stSidebarNav"] a', has_text="Row explorer").click()
     expect(page.locator(".st-key-waterfall .gtitle", has_text=re.compile(r"^Waterfall for row 0$"))).to_have_count(1)
     expected = np.load(folder / "expected_output.npy")[0, 1]  # class 1, computed by the AutoML runtime itself
-    shown = page.locator(".st-key-waterfall .annotation-text", has_text=f"prediction {expected:.4g}")
+    shown = page.locator(".st-key-waterfall .annotation-text", has_text=f"prediction {format_number(expected)}")
     expect(shown).to_have_count(1)
     assert drawn_charts(page, "waterfall") == 1
     assert page.locator('[data-testid="stException"]').count() == 0

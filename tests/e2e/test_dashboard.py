@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
+from core.figures import format_number
 from tests.e2e.conftest import wait_idle
 
 PAGES = {"Overview": "", "Global importance": "importance", "Beeswarm": "beeswarm", "Row explorer": "rows"}
@@ -88,7 +89,7 @@ def test_select_a_row_and_the_waterfall_shows_its_prediction(server, page, uploa
     title = page.locator(".st-key-waterfall .gtitle", has_text=re.compile(r"^Waterfall for row 5$"))
     expect(title).to_have_count(1)
     expected = model.predict_proba(frame.iloc[[5]])[0, 1]
-    shown = page.locator(".st-key-waterfall .annotation-text", has_text=f"prediction {expected:.4g}")
+    shown = page.locator(".st-key-waterfall .annotation-text", has_text=f"prediction {format_number(expected)}")
     expect(shown).to_have_count(1)
     expect(page).to_have_url(re.compile(r"[?&]row=5\b"))
 
