@@ -39,11 +39,11 @@ def _surrogate(folder: Path) -> dict | None:
 
 def run(*, quick: bool = False) -> None:
     """Print the AutoML table."""
-    from core import runtimes
-    from core.alignment import align
-    from core.explain import make_explainer
-    from core.models import load_model
-    from core.worker import close_default_pool
+    from core.data.alignment import align
+    from core.engine.explain import make_explainer
+    from core.isolation.workers import close_default_pool
+    from core.loading.models import load_model
+    from core.runtimes import registry as runtimes
 
     record = runtimes.get_runtime(runtimes.runtimes_root())
     print("## Azure AutoML\n")

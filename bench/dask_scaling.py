@@ -40,7 +40,7 @@ def _data(folder: Path, rows: int) -> tuple[pd.DataFrame, np.ndarray]:
 def _rate(model_path: Path, data: Path, out: Path, workers: int) -> tuple[float, str]:
     from distributed import Client, LocalCluster
 
-    from core.batch import THREAD_ENV, BatchJob
+    from core.batch.run import THREAD_ENV, BatchJob
 
     with (
         LocalCluster(
@@ -53,7 +53,7 @@ def _rate(model_path: Path, data: Path, out: Path, workers: int) -> tuple[float,
         ) as cluster,
         Client(cluster) as client,
     ):
-        client.run(lambda: __import__("core.treeshap").treeshap.warm_up())
+        client.run(lambda: __import__("core.methods.trees.treeshap").methods.trees.treeshap.warm_up())
         job = BatchJob(str(model_path), str(data), str(out), client=client, rows_per_task=25_000, start=False)
         started = time.perf_counter()
         job.start()

@@ -23,9 +23,9 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 
 from bench.common import interleaved, load, table, timed
-from core.explain import make_explainer
-from core.models import load_model
-from core.worker import WorkerPool
+from core.engine.explain import make_explainer
+from core.isolation.workers import WorkerPool
+from core.loading.models import load_model
 
 
 def _families(quick: bool) -> dict:

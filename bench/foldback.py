@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from bench.common import interleaved, load, table
-from core.engine import Engine
+from core.engine.engine import Engine
 
 
 def _pipeline_and_table(n: int) -> tuple:

@@ -15,9 +15,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from bench.common import load, table, timed
-from core.data_io import load_table
+from core.data.tables import load_table
 from core.errors import ModelLensError
-from core.model_io import inspect_upload
+from core.loading.model_io import inspect_upload
 from tests.core import hostile
 from tests.core.hostile import GIB, MIB
 

@@ -17,12 +17,12 @@ from sklearn.ensemble import RandomForestClassifier
 
 from bench.common import interleaved, load, table
 from core.config import Settings
-from core.worker import ModelWorker
+from core.isolation.workers import ModelWorker
 
 UNSANDBOXED = [
     sys.executable,
     "-c",
-    "import os; os.environ.pop('MODELLENS_SANDBOX_SCRATCH'); from core.worker_main import main; main()",
+    "import os; os.environ.pop('MODELLENS_SANDBOX_SCRATCH'); from core.worker.main import main; main()",
 ]
 
 

@@ -25,7 +25,7 @@ from sklearn.ensemble import (
 )
 
 from bench.common import interleaved, load, table
-from core import treeshap
+from core.methods.trees import treeshap
 
 COLD = (
     "import time, json; t0 = time.perf_counter(); from core import treeshap as f; t1 = time.perf_counter(); "

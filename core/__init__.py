@@ -24,15 +24,15 @@ _EXPORTS = {
     "ShareError": "core.errors",
     "Settings": "core.config",
     # the stable API (issues 3 and 4)
-    "load_model": "core.models",
-    "LoadedModel": "core.models",
-    "load_table": "core.data_io",
-    "align": "core.alignment",
-    "Aligned": "core.alignment",
-    "make_explainer": "core.explain",
-    "Explainer": "core.explain",
+    "load_model": "core.loading.models",
+    "LoadedModel": "core.loading.models",
+    "load_table": "core.data.tables",
+    "align": "core.data.alignment",
+    "Aligned": "core.data.alignment",
+    "make_explainer": "core.engine.explain",
+    "Explainer": "core.engine.explain",
     "Explanation": "core.explanation",
-    "global_importances": "core.importance",
+    "global_importances": "core.engine.importance",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from core.figures import beeswarm_figure
+from core.present.figures import beeswarm_figure
 from ui import context, render, selection, state
 
 st.title("Beeswarm")

@@ -1,7 +1,7 @@
 import streamlit as st
 
-from core.figures import dependence_figure, importance_figure
-from core.importance import global_importances, strongest_interaction
+from core.engine.importance import global_importances, strongest_interaction
+from core.present.figures import dependence_figure, importance_figure
 from ui import context, loaders, render, selection, state
 
 st.title("Global importance")

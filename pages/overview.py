@@ -1,7 +1,7 @@
 import streamlit as st
 
-from core.figures import prediction_figure
-from core.metrics import headline_metrics, metric_output, prediction_column, table_summary
+from core.data.metrics import headline_metrics, metric_output, prediction_column, table_summary
+from core.present.figures import prediction_figure
 from ui import context, loaders, render, state
 
 st.title("Overview")

@@ -1,10 +1,10 @@
 import numpy as np
 import streamlit as st
 
-from core.figures import force_figure, waterfall_figure
-from core.metrics import prediction_column
-from core.narrative import summarize
-from core.rows import PAGE_SIZE, example_query, page_of, rows_table, search_rows
+from core.data.metrics import prediction_column
+from core.data.rows import PAGE_SIZE, example_query, page_of, rows_table, search_rows
+from core.present.figures import force_figure, waterfall_figure
+from core.present.narrative import summarize
 from ui import context, loaders, render, selection, state
 
 st.title("Row explorer")

@@ -2,8 +2,8 @@ import time
 
 import streamlit as st
 
-from core.report import build_report
-from core.report_data import shap_csv, shap_parquet
+from core.present.exports import shap_csv, shap_parquet
+from core.present.report import build_report
 from ui import auth, context, loaders, render, share, state
 
 st.title("Share & export")

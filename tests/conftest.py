@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core import runtimes
+from core.runtimes import registry as runtimes
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -33,7 +33,7 @@ def settings():
 
 @pytest.fixture
 def pool(settings):
-    from core.worker import WorkerPool
+    from core.isolation.workers import WorkerPool
 
     pool = WorkerPool(settings)
     yield pool

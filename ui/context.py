@@ -12,13 +12,13 @@ from typing import Any
 
 import streamlit as st
 
-from core.alignment import Aligned
-from core.demo import DEMOS
+from core.data.alignment import Aligned
+from core.data.demo import DEMOS
+from core.engine.explain import Explainer, ExplainResult
+from core.engine.jobs import ExplainJob
 from core.errors import ModelLensError
-from core.explain import Explainer, ExplainResult
 from core.explanation import Explanation
-from core.jobs import ExplainJob
-from core.models import LoadedModel
+from core.loading.models import LoadedModel
 from core.store import ShareRecord
 from ui import loaders, state
 

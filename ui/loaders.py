@@ -1,6 +1,6 @@
 """Every Streamlit cache of the app, defined once, keyed by content hashes that core computes.
 
-Uploaded models are never unpickled here: the cached object is a :class:`~core.models.LoadedModel` (plain
+Uploaded models are never unpickled here: the cached object is a :class:`~core.loading.models.LoadedModel` (plain
 data plus a handle to its worker process). Failures are cached too (as an :class:`Outcome`), so a refused
 file is not re-sent to a worker on every rerun; a crashed worker is not (:func:`_retry_crashes`): the crash
 is shown once and the next run starts a fresh worker. Arguments starting with ``_`` are not hashed; the digest
@@ -16,17 +16,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import demo as demos
-from core.alignment import Aligned, align
 from core.config import Settings
-from core.data_io import load_table
+from core.data import demo as demos
+from core.data.alignment import Aligned, align
+from core.data.tables import load_table
+from core.engine.explain import Explainer, make_explainer
+from core.engine.jobs import ExplainJob
 from core.errors import ModelLensError, SandboxError, WorkerError
-from core.explain import Explainer, make_explainer
-from core.jobs import ExplainJob
-from core.model_io import sha256_of
-from core.models import LoadedModel, load_model
+from core.isolation.workers import WorkerPool
+from core.loading.model_io import sha256_of
+from core.loading.models import LoadedModel, load_model
 from core.store import ShareStore
-from core.worker import WorkerPool
 
 TTL = 3 * 3600
 
@@ -153,7 +153,7 @@ def job(
     refiner = None
     address = settings().dask_scheduler
     if address and _model.handle is not None:
-        from core.batch import DaskRefiner
+        from core.batch.run import DaskRefiner
 
         handle = _model.handle
         refiner = DaskRefiner(
@@ -170,8 +170,8 @@ def job(
 @st.cache_resource(show_spinner="Reading the batch run's results…", max_entries=8, ttl=TTL)
 def batch_result(model_digest: str, data_digest: str, _aligned: Aligned, task: str) -> Outcome:
     """A finished `modellens explain --out DIR` run for exactly this model and data file, as a result, if any."""
-    from core.batch import BatchResult, batch_explain_result
-    from core.batch_index import find_batch
+    from core.batch.index import find_batch
+    from core.batch.run import BatchResult, batch_explain_result
 
     folder = find_batch(model_digest, data_digest, settings())
     if folder is None:

@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 from core.errors import ModelLensError
-from core.models import LoadedModel
+from core.loading.models import LoadedModel
 
 log = logging.getLogger(__name__)
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")

@@ -6,9 +6,9 @@ import time
 
 import streamlit as st
 
-from core.demo import DEMOS
+from core.data.demo import DEMOS
+from core.engine.jobs import ExplainJob, describe_eta
 from core.errors import ModelLensError
-from core.jobs import ExplainJob, describe_eta
 from ui import context, loaders, render, share, state
 
 MODEL_TYPES = ["pkl", "pickle", "joblib", "skops", "json", "ubj", "txt", "cbm", "zip", "z", "gz", "bz2", "xz", "lzma"]

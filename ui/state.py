@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from core.demo import DEMOS
+from core.data.demo import DEMOS
 
 __all__ = ["AppState", "adopt_share_settings", "follow_start_page", "get", "leave_share", "set_row", "sync_url"]
 

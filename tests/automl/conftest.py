@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from core import runtimes
+from core.runtimes import registry as runtimes
 from tests.conftest import AUTOML_NAMES
 
 __all__ = ["NAMES", "meta"]

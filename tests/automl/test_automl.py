@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.alignment import align
+from core.data.alignment import align
+from core.engine.explain import make_explainer
 from core.errors import UnsafeModelError
-from core.explain import make_explainer
-from core.models import load_model
+from core.loading.models import load_model
 from tests.automl.conftest import NAMES, meta
 from tests.conftest import ROOT
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import allowlist
 from core.errors import UnsafeModelError
-from core.model_io import read_model
-from core.safe_pickle import audit_object, safe_load
+from core.loading.model_io import read_model
+from core.safety import allowlist
+from core.safety.safe_pickle import audit_object, safe_load
 from tests.core import attacks
 
 
@@ -61,7 +61,7 @@ def test_stacking_tofile_plants_python_under_a_naive_loader_and_is_refused(tmp_p
 
 
 def test_the_dashboard_loader_refuses_it_in_its_worker(pool):
-    from core.models import load_model
+    from core.loading.models import load_model
 
     data = pickle.dumps(attacks.stacking_tofile(b"x = 1\n"), protocol=4)
     with pytest.raises(UnsafeModelError) as info:
@@ -296,7 +296,7 @@ def test_every_installed_estimator_is_on_the_class_list():
     from sklearn.utils import all_estimators
 
     missing = {(c.__module__, c.__qualname__) for _, c in all_estimators()} - allowlist.SKLEARN_CLASSES
-    assert not missing, f"add these to core/allowlist_sklearn.py after checking their state: {sorted(missing)}"
+    assert not missing, f"add these to core/safety/allowlist_sklearn.py after checking their state: {sorted(missing)}"
 
 
 @pytest.mark.parametrize(

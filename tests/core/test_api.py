@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 import core
-from core.worker import close_default_pool
+from core.isolation.workers import close_default_pool
 from tests.conftest import ROOT
 from tests.core import zoo
 
 
 def test_notebook_flow_through_the_stable_names(pool):
-    for module in (ROOT / "core").glob("*.py"):  # every submodule imported, as in the app: none may shadow a name
-        if module.stem != "__init__":
-            importlib.import_module(f"core.{module.stem}")
+    for module in (ROOT / "core").rglob("*.py"):  # every submodule imported, as in the app: none may shadow a name
+        if module.stem not in {"__init__", "__main__"}:
+            importlib.import_module(".".join(module.relative_to(ROOT).with_suffix("").parts))
     model, frame = zoo.builders()["pipe_rf"]()
     table = frame.assign(churned=model.predict(frame)).to_csv(index=False).encode()
 

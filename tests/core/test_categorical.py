@@ -25,7 +25,7 @@ import shap
 
 import core
 from core.config import Settings
-from core.worker import WorkerPool
+from core.isolation.workers import WorkerPool
 
 CITIES, PLANS = ["Lyon", "Paris", "Nice", "Lille"], ["basic", "pro", "max"]
 
@@ -352,7 +352,7 @@ def test_large_categorical_xgboost_adds_up_with_xgboost_routing():
     """XGBoost's own float32 contributions miss its margin on large ensembles; its categorical trees are read."""
     import xgboost as xgb
 
-    from core.engine import Engine
+    from core.engine.engine import Engine
 
     F, _, yr = table(2500, seed=4)
     F.loc[F.index[::9], "city"] = np.nan
@@ -372,7 +372,7 @@ def test_large_categorical_xgboost_adds_up_with_xgboost_routing():
 def test_xgboost_categories_beyond_the_kernels_bitset_use_xgboost_and_say_why():
     import xgboost as xgb
 
-    from core.engine import Engine
+    from core.engine.engine import Engine
 
     F, y, _ = table(400, seed=5)
     F["shop"] = pd.Categorical([f"s{i % 30}" for i in range(len(F))])
@@ -420,7 +420,7 @@ def test_categorical_hgb_values_equal_brute_force_shapley_of_the_path_dependent_
 
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from core.engine import Engine
+    from core.engine.engine import Engine
 
     F, _, yr = table(300, seed=6)
     model = _fit(HistGradientBoostingRegressor(max_iter=3, max_depth=4, categorical_features=["city", "plan"]), F, yr)
@@ -472,7 +472,7 @@ def test_lightgbm_categorical_splits_route_as_lightgbm_on_odd_values():
     """Negative, fractional, never-seen and missing category values: the kernel's values are LightGBM's own."""
     import lightgbm as lgb
 
-    from core.engine import Engine
+    from core.engine.engine import Engine
 
     F, _, yr = table(1500, seed=8)
     F.loc[F.index[::11], "city"] = np.nan

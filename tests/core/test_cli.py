@@ -16,7 +16,7 @@ import tomllib
 import pandas as pd
 import pytest
 
-from core.cli import EXIT_CODES, EXIT_STATUS, build_parser
+from core.cli.main import EXIT_CODES, EXIT_STATUS, build_parser
 from tests.conftest import ROOT
 from tests.core import attacks, zoo
 
@@ -192,7 +192,7 @@ def test_an_unwritable_home_still_explains(files, tmp_path):
 def test_verbose_puts_library_logs_on_stderr(files, tmp_path):
     out = run("explain", "-v", str(files / "model.pkl"), str(files / "data.csv"), "--rows", "0", home=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "worker INFO" in out.stderr and "core.worker" in out.stderr
+    assert "worker INFO" in out.stderr and "core.isolation.workers" in out.stderr
     assert json.loads(out.stdout)["row_ids"] == [0]
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.alignment import align
-from core.data_io import load_table
+from core.data.alignment import align
+from core.data.tables import load_table
 from core.errors import DataError, SchemaError
 
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import shap
 
-from core.engine import Engine
+from core.engine.engine import Engine
+from core.engine.explain import make_explainer
 from core.errors import ExplanationError
-from core.explain import make_explainer
 from core.explanation import check_additivity
-from core.permutation import PermutationMethod
+from core.methods.permutation import PermutationMethod
 from tests.core import zoo
 
 ZOO = zoo.builders()
@@ -63,7 +63,7 @@ def test_every_family_in_every_unit_adds_up_to_the_models_own_output(fitted, nam
         want = own_output(model, frame if isinstance(X, pd.DataFrame) else frame.to_numpy(), output)
         if engine.binary_single:
             want = want[:, 1:] if want.shape[1] == 2 else want
-        # XGBoost predicts in float32; the engine evaluates the same trees in float64 (see core.xgb_trees)
+        # XGBoost predicts in float32; the engine evaluates the same trees in float64 (see core.methods.trees.xgb)
         tolerance = 3e-5 if name.startswith("xgb") else 1e-6
         error = np.abs(result.prediction - want) / np.maximum(1.0, np.abs(want))
         assert error.max() <= tolerance, f"{name}/{output}: {error.max():.1e}"

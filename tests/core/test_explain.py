@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.engine.explain import MIN_SAMPLE_ROWS, make_explainer, sample_order
+from core.engine.jobs import ExplainJob, describe_eta
 from core.errors import CancelledError, ExplanationError
-from core.explain import MIN_SAMPLE_ROWS, make_explainer, sample_order
-from core.jobs import ExplainJob, describe_eta
 from tests.core import zoo
 
 

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import figures
+from core.data.metrics import headline_metrics, prediction_column
+from core.data.rows import filter_rows, page_of, rows_table
+from core.engine.importance import global_importances, shap_importance, strongest_interaction
 from core.errors import ExplanationError
 from core.explanation import Explanation
-from core.figures import format_number, format_value
-from core.importance import global_importances, shap_importance, strongest_interaction
-from core.metrics import headline_metrics, prediction_column
-from core.narrative import summarize
-from core.rows import filter_rows, page_of, rows_table
+from core.present import figures
+from core.present.figures import format_number, format_value
+from core.present.narrative import summarize
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 

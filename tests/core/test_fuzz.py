@@ -48,7 +48,7 @@ def _corpus() -> list[tuple[str, bytes]]:
 
 
 def _allowed_globals() -> list[bytes]:
-    from core import allowlist
+    from core.safety import allowlist
 
     names = sorted(allowlist.EXACT) + sorted(allowlist.SKLEARN_CLASSES)[:60]
     return [f"c{module}\n{name}\n".encode() for module, name in names]
@@ -85,7 +85,7 @@ def _fuzz(seed: int, budget: float, log_path: str) -> None:
     import time
 
     from core.errors import ModelLensError
-    from core.safe_pickle import audit_object, safe_load
+    from core.safety.safe_pickle import audit_object, safe_load
 
     resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
     warnings.simplefilter("ignore")

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from core import pickle_scan
-from core.data_io import load_table
+from core.data.tables import load_table
 from core.errors import DataError, ModelLoadError
-from core.model_io import inspect_upload
-from core.model_zip import parse_pins
-from core.models import load_model
+from core.loading.model_io import inspect_upload
+from core.loading.model_zip import parse_pins
+from core.loading.models import load_model
+from core.safety import pickle_scan
 from tests.core import hostile
 from tests.core.hostile import GIB, MIB
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
-from core.models import load_model
+from core.loading.models import load_model
 from tests.core import zoo
 
 

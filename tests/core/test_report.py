@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.report import build_report
-from core.report_data import neutralise_formula, safe_table, shap_csv
+from core.present.exports import neutralise_formula, safe_table, shap_csv
+from core.present.report import build_report
 from tests.core.test_figures import HOSTILE, explanation
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from core.rows import example_query, rows_table, search_rows
+from core.data.rows import example_query, rows_table, search_rows
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core import cli_runtime, runtimes
+from core.cli import runtime as cli_runtime
 from core.errors import MissingDependencyError
+from core.runtimes import registry as runtimes
 from tests.conftest import ROOT
 
 
@@ -256,7 +257,7 @@ def test_cli_list_and_remove(tmp_path, monkeypatch, capsys):
 def test_cli_as_a_module_reports_a_missing_python(tmp_path):
     env = {**os.environ, "MODELLENS_RUNTIMES": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "core.cli_runtime", "install", "azureml-automl", "--python", str(tmp_path / "none")],
+        [sys.executable, "-m", "core.cli.runtime", "install", "azureml-automl", "--python", str(tmp_path / "none")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 4, out.stderr

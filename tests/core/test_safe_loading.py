@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
-from core.pickle_scan import list_globals
-from core.safe_pickle import safe_load
+from core.safety.pickle_scan import list_globals
+from core.safety.safe_pickle import safe_load
 from tests.conftest import SHARED
 from tests.core import attacks, zoo
 
@@ -186,7 +186,7 @@ def test_empty_and_garbage_files():
 
 
 def test_decompressed_size_is_capped():
-    from core.safe_pickle import Policy
+    from core.safety.safe_pickle import Policy
 
     buf = io.BytesIO()
     joblib.dump(np.zeros(2_000_000), buf, compress=3)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from core import sandbox
 from core.config import Settings
 from core.errors import ModelLensError, SandboxError
-from core.models import load_model
-from core.worker import ModelWorker
+from core.isolation.workers import ModelWorker
+from core.loading.models import load_model
+from core.safety import sandbox
 from tests.conftest import ROOT
 from tests.core import zoo
 
@@ -157,7 +157,7 @@ def test_a_server_that_cannot_sandbox_refuses_to_open_models(tmp_path):
     command = [
         sys.executable,
         "-c",
-        "import os; os.environ.pop('MODELLENS_SANDBOX_SCRATCH'); from core.worker_main import main; main()",
+        "import os; os.environ.pop('MODELLENS_SANDBOX_SCRATCH'); from core.worker.main import main; main()",
     ]
     worker = ModelWorker(Settings.from_env(), command=command, label="model")
     with pytest.raises(SandboxError, match="MODELLENS_ALLOW_UNSANDBOXED=1"):
@@ -185,8 +185,8 @@ from pathlib import Path
 sys.path.insert(0, {str(tmp_path)!r})
 import kernels
 assert kernels.inc(1) == 2  # compiled and cached before the sandbox
-from core import sandbox
-from core.worker_main import numba_cache_read_only
+from core.safety import sandbox
+from core.worker.main import numba_cache_read_only
 report = sandbox.confine(sandbox.SandboxSpec(Path(tempfile.mkdtemp()), read=({str(tmp_path)!r},)))
 assert report.active, report
 numba_cache_read_only()

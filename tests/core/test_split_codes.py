@@ -10,7 +10,7 @@ import pytest
 import shap
 import xgboost as xgb
 
-from core.split_codes import SplitCodes
+from core.methods.trees.split_codes import SplitCodes
 
 
 def _unix_times(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,8 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
+from core.engine.explain import ExplainResult, make_explainer
 from core.errors import ShareError
-from core.explain import ExplainResult, make_explainer
 from core.store import ShareStore
 from tests.conftest import ROOT
 from tests.core import zoo

@@ -10,8 +10,8 @@ import pandas as pd
 from sklearn.datasets import load_diabetes
 from sklearn.tree import DecisionTreeClassifier
 
-from core.alignment import align
-from core.models import load_model
+from core.data.alignment import align
+from core.loading.models import load_model
 
 
 def _card(features, *, task="regression", classes=None):

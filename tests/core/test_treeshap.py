@@ -1,4 +1,4 @@
-"""Exactness of the ModelLens TreeSHAP kernel (core.treeshap) against shap.TreeExplainer and exact rationals."""
+"""Exactness of the ModelLens TreeSHAP kernel (core.methods.trees.treeshap) against shap.TreeExplainer and exact rationals."""
 
 import pickle
 
@@ -19,7 +19,7 @@ from sklearn.ensemble import (
 )
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from core import treeshap as fts
+from core.methods.trees import treeshap as fts
 from tests.core.exact_ref import exact_tree_shap
 
 TOL = 1e-9

@@ -14,8 +14,8 @@ import pytest
 
 from core.config import Settings
 from core.errors import UnsafeModelError, WorkerError
-from core.models import load_model
-from core.worker import WorkerPool
+from core.isolation.workers import WorkerPool
+from core.loading.models import load_model
 from tests.core import crashers
 
 FRAME = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
@@ -93,7 +93,7 @@ def test_idle_workers_are_reaped(pool):
 def test_worker_environment_has_no_secrets(pool, monkeypatch, tmp_path):
     monkeypatch.setenv("MODELLENS_PASSWORD", "hunter2")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "abc")
-    from core.worker import _worker_env
+    from core.isolation.workers import _worker_env
 
     env = _worker_env(Settings.from_env(), tmp_path, {})
     assert "MODELLENS_PASSWORD" not in env and "AWS_SECRET_ACCESS_KEY" not in env

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from core.figures import format_number
+from core.present.figures import format_number
 from tests.e2e.conftest import wait_idle
 from tests.e2e.test_dashboard import drawn_charts, upload_files
 

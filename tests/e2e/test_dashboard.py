@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from core.figures import format_number
+from core.present.figures import format_number
 from tests.e2e.conftest import wait_idle
 
 PAGES = {"Overview": "", "Global importance": "importance", "Beeswarm": "beeswarm", "Row explorer": "rows"}

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from core.batch import BatchJob
+from core.batch.run import BatchJob
 from core.config import Settings
-from core.demo import demo_files
+from core.data.demo import demo_files
 from tests.pages.test_pages import _fresh_caches, app, chart  # noqa: F401 - _fresh_caches is an autouse fixture
 
 pytestmark = pytest.mark.slow

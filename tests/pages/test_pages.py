@@ -11,8 +11,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.figures import format_number
-from core.worker import close_all_pools
+from core.isolation.workers import close_all_pools
+from core.present.figures import format_number
 from tests.conftest import ROOT
 from tests.core import attacks, zoo
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.worker import close_all_pools
+from core.isolation.workers import close_all_pools
 from tests.pages.test_pages import _fresh_caches, app, chart  # noqa: F401 - _fresh_caches is an autouse fixture
 
 

@@ -1,0 +1,1 @@
+"""Explaining a whole table of any size on Dask, and finding finished runs again."""

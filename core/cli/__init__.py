@@ -1,0 +1,1 @@
+"""The ``modellens`` command."""

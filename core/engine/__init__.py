@@ -1,0 +1,1 @@
+"""The explain engine: method selection, the public Explainer, progressive jobs, global importance."""

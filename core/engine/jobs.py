@@ -1,0 +1,223 @@
+"""Progressive explanation of a whole table: a sample first, the rest in the background.
+
+:class:`ExplainJob` is what keeps global views from waiting for every row: :meth:`ExplainJob.run_sample`
+explains a seeded sample sized to a time budget (pages label it "computed on N of M rows"), then
+:meth:`ExplainJob.start_refinement` explains the remaining rows in chunks on every core (extra workers of
+the model, or a Dask cluster) while :meth:`ExplainJob.row` answers clicks at once from the model's main
+worker. Progress (rows done, rate, ETA) and cancellation are thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.engine.explain import Explainer, ExplainResult
+from core.errors import CancelledError, ModelLensError
+
+__all__ = ["ExplainJob", "JobStatus", "describe_eta"]
+
+log = logging.getLogger(__name__)
+
+Refiner = Callable[[np.ndarray, Callable[[int, int], None], threading.Event], ExplainResult]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a job's progress.
+
+    Attributes:
+        state: ``pending``, ``sampling``, ``refining``, ``done``, ``cancelled`` or ``failed``.
+        done: Rows explained so far. total: Rows in the table.
+        rows_per_second: Recent throughput (0 until measured). eta_seconds: Time left, or None.
+        message: The error sentence when failed.
+    """
+
+    state: str
+    done: int
+    total: int
+    rows_per_second: float = 0.0
+    eta_seconds: float | None = None
+    message: str = ""
+
+    @property
+    def running(self) -> bool:
+        """True while work is under way."""
+        return self.state in ("sampling", "refining")
+
+
+class ExplainJob:
+    """Explain a table progressively. Thread-safe; one per (model, table, units).
+
+    Args:
+        explainer: The explainer of the model on the table.
+        budget_seconds: Work budget of the first sample.
+        parallel: Worker processes for the refinement (default: every core).
+        refiner: Optional replacement for the refinement (e.g. a Dask cluster); called with the remaining
+            row ids, a progress callback and the cancel event.
+    """
+
+    def __init__(
+        self,
+        explainer: Explainer,
+        *,
+        budget_seconds: float = 2.0,
+        parallel: int | None = None,
+        refiner: Refiner | None = None,
+    ):
+        self.explainer = explainer
+        self.budget_seconds = budget_seconds
+        self.parallel = parallel or max(1, os.cpu_count() or 1)
+        self.refiner = refiner
+        self._lock = threading.RLock()
+        self._cancel = threading.Event()
+        self._sample: ExplainResult | None = None
+        self._full: ExplainResult | None = None
+        self._rows: dict[int, ExplainResult] = {}
+        self._state, self._done, self._error = "pending", 0, ""
+        self._started = self._refine_started = 0.0
+        self._thread: threading.Thread | None = None
+        self._final = False
+
+    # -- results --------------------------------------------------------------------------------------
+    @property
+    def result(self) -> ExplainResult | None:
+        """The best result so far: every row when refinement finished, else the sample."""
+        with self._lock:
+            return self._full or self._sample
+
+    def status(self) -> JobStatus:
+        """Progress snapshot with rate and ETA."""
+        with self._lock:
+            total = self.explainer.n_rows
+            rate, eta = 0.0, None
+            if self._state == "refining" and self._refine_started:
+                sample = len(self._sample) if self._sample is not None else 0
+                elapsed = time.monotonic() - self._refine_started
+                refined = max(0, self._done - sample)
+                if refined and elapsed > 0:
+                    rate = refined / elapsed
+                    eta = (total - self._done) / rate
+            return JobStatus(self._state, self._done, total, rate, eta, self._error)
+
+    # -- work -------------------------------------------------------------------------------------------
+    def run_sample(self, progress: Callable[[int, int], None] | None = None) -> ExplainResult:
+        """Explain the first sample (idempotent; later calls return it at once).
+
+        Raises:
+            ModelLensError: Whatever stopped the explanation (worker crash, bad units, ...).
+        """
+        with self._lock:
+            if self._sample is not None:
+                return self._sample
+            self._state, self._started = "sampling", time.monotonic()
+            try:
+                sample = self.explainer.explain_sample(self.budget_seconds, progress=progress)
+            except ModelLensError as exc:
+                self._state, self._error = "failed", str(exc)
+                raise
+            self._sample, self._done = sample, len(sample)
+            if len(sample) >= self.explainer.n_rows:
+                self._full, self._state = sample.sorted_by_row(), "done"
+            else:
+                self._state = "sampled"
+            return sample
+
+    def adopt(self, result: ExplainResult, *, refine: bool = True) -> None:
+        """Start from a saved result (a share link, a batch run): shown at once, never recomputed.
+
+        Args:
+            result: The saved rows.
+            refine: False when the result is all there will be (a batch run's sample of a huge table: its
+                rows hold one class, every row is already in the run's folder, and nothing is re-explained).
+        """
+        with self._lock:
+            if self._sample is not None:
+                return
+            self._final = not refine
+            self._sample, self._done = result, len(result)
+            if len(result) >= self.explainer.n_rows:
+                self._full, self._state = result.sorted_by_row(), "done"
+            else:
+                self._state = "sampled"
+
+    def start_refinement(self) -> bool:
+        """Explain the remaining rows in a background thread; False when there is nothing to do."""
+        with self._lock:
+            if self._sample is None or self._full is not None or self._thread is not None or self._final:
+                return False
+            self._state, self._refine_started = "refining", time.monotonic()
+            self._thread = threading.Thread(target=self._refine, daemon=True, name="explain-refine")
+            self._thread.start()
+            return True
+
+    def _progress(self, done: int, total: int) -> None:
+        with self._lock:
+            self._done = (len(self._sample) if self._sample is not None else 0) + done
+
+    def _refine(self) -> None:
+        assert self._sample is not None
+        remaining = self.explainer.remaining_after(self._sample)
+        try:
+            if self.refiner is not None:
+                rest = self.refiner(remaining, self._progress, self._cancel)
+            else:
+                rest = self.explainer.explain_all(
+                    remaining, progress=self._progress, cancel=self._cancel, parallel=self.parallel
+                )
+            full = self._sample.concat(rest).sorted_by_row()
+            with self._lock:
+                self._full, self._state, self._done = full, "done", full.total_rows
+        except CancelledError:
+            with self._lock:
+                self._state = "cancelled"
+        except ModelLensError as exc:
+            log.warning("refinement failed: %s", exc)
+            with self._lock:
+                self._state, self._error = "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - the thread must report, never die silently
+            log.exception("refinement crashed")
+            with self._lock:
+                self._state, self._error = "failed", f"The full-table explanation stopped ({type(exc).__name__})."
+
+    def cancel(self) -> None:
+        """Stop the refinement after its current chunk (the sample stays available)."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the refinement thread; True when it has finished."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def row(self, row_id: int) -> ExplainResult:
+        """One row's explanation, at once: from the results so far, or computed on the model's main worker."""
+        with self._lock:
+            for result in (self._full, self._sample, self._rows.get(row_id)):
+                if result is not None:
+                    pos = np.flatnonzero(result.row_ids == row_id)
+                    if len(pos):
+                        return result.take(pos[:1])
+        single = self.explainer.explain_all([row_id])
+        with self._lock:
+            self._rows[row_id] = single
+        return single
+
+
+def describe_eta(status: JobStatus) -> str:
+    """``1,200 of 10,000 rows · 450 rows/s · about 20 s left``."""
+    text = f"{status.done:,} of {status.total:,} rows"
+    if status.rows_per_second:
+        text += f" · {status.rows_per_second:,.0f} rows/s"
+    if status.eta_seconds is not None:
+        eta = status.eta_seconds
+        text += f" · about {eta:.0f} s left" if eta < 120 else f" · about {eta / 60:.0f} min left"
+    return text

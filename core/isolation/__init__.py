@@ -1,0 +1,1 @@
+"""Keeping uploaded models out of the server: worker processes, their plain-data wire format, their request loop."""

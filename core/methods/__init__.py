@@ -1,0 +1,1 @@
+"""Exact explanation methods per model family (trees, linear, permutation, Azure AutoML ensembles)."""

@@ -1,0 +1,1 @@
+"""Tree ensembles as arrays and ModelLens's exact TreeSHAP kernel over them."""

@@ -1,0 +1,1 @@
+"""What leaves the engine for people: figures, plain-language summaries, the HTML report, exported tables."""

@@ -1,0 +1,441 @@
+"""Plotly figure builders: an Explanation (or a row, or an importance) in, a ``go.Figure`` out.
+
+Numbers are computed elsewhere (:mod:`core.engine.importance`, :mod:`core.explanation`); these only draw.
+
+Every string that comes from a user's model or data (feature names, category values, class labels) goes
+through :func:`esc` before plotly sees it: plotly renders text as pseudo-HTML, so a column named
+``<img src=x onerror=...>`` must arrive as entities and is shown as text, never markup. Each clickable
+point carries the row id in ``customdata[0]``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from core.engine.importance import Importance, top_with_other
+from core.errors import ExplanationError
+from core.explanation import Explanation, RowExplanation
+
+__all__ = [
+    "beeswarm_figure",
+    "dependence_figure",
+    "esc",
+    "force_figure",
+    "format_value",
+    "importance_figure",
+    "prediction_figure",
+    "waterfall_figure",
+]
+
+POSITIVE, NEGATIVE = "#ff0051", "#008bfb"
+LOW_HIGH = [[0.0, NEGATIVE], [1.0, POSITIVE]]
+MISSING = "#bdbdbd"
+TEMPLATE = "plotly_white"
+
+
+def esc(text: Any) -> str:
+    """Text safe for plotly's pseudo-HTML labels and hovers, escaped once for plotly itself.
+
+    Plotly decodes numeric entities and a few named ones, but not ``&quot;``, which it would show as is; so a
+    double quote becomes ``&#34;``.
+    """
+    return html.escape(str(text), quote=True).replace("&quot;", "&#34;")
+
+
+def format_value(value: Any) -> str:
+    """A feature value as a short human string (``72,000``, ``0.153``, ``yes``, ``missing``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return _integer(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if v.is_integer() and abs(v) < 1e15:
+            return _integer(int(v))
+        return f"{v:,.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+    return str(value)
+
+
+def _integer(value: int) -> str:
+    """Thousands separators from five digits on: ``72,000`` but ``1960`` (years, codes)."""
+    return f"{value:,}" if abs(value) >= 10_000 else str(value)
+
+
+def format_number(value: float, *, signed: bool = False) -> str:
+    """A model output or contribution as people write it, never in scientific notation in usual ranges.
+
+    ``215,023`` · ``1808.4`` · ``12.3`` · ``0.153`` · ``0.000123``; only below 0.0001 ``1.2e-05``.
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    a = abs(v)
+    if a >= 10_000:
+        text = f"{v:,.0f}"
+    elif a >= 100:
+        text = f"{v:.1f}".removesuffix(".0")
+    elif a >= 1e-4 or a == 0:
+        text = f"{v:.3g}"
+    else:
+        text = f"{v:.2e}"
+    return f"+{text}" if signed and v >= 0 else text
+
+
+def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        template=TEMPLATE,
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+        **kwargs,
+    )
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def importance_figure(importance: Importance, *, top_n: int = 15) -> go.Figure:
+    """Horizontal bars of a global importance, largest on top, the rest summed as "other features"."""
+    if len(importance.values) == 0:
+        raise ExplanationError("No features to draw; the explanation is empty.")
+    names, values, errors, other, n_other = top_with_other(importance, top_n)
+    labels = [esc(n) for n in names]
+    custom = list(names)
+    if n_other:
+        labels.append(f"{n_other} other features")
+        values = np.append(values, other)
+        custom.append("")
+        errors = None if errors is None else np.append(errors, 0.0)
+    fig = go.Figure(
+        go.Bar(
+            x=values[::-1],
+            y=labels[::-1],
+            orientation="h",
+            marker_color=[POSITIVE if c else MISSING for c in custom[::-1]],
+            customdata=[[c] for c in custom[::-1]],  # raw names: data for clicks, never rendered
+            error_x=None if errors is None else {"type": "data", "array": errors[::-1], "visible": True},
+            hovertemplate="<b>%{y}</b><br>%{x:,.4~r}<extra></extra>",
+        )
+    )
+    title = f"Global importance: {esc(importance.label)}"
+    fig = _layout(fig, title, height=max(320, 28 * len(labels) + 120), clickmode="event+select", dragmode=False)
+    fig.update_xaxes(title=esc(importance.label) + (f" — {esc(importance.note)}" if importance.note else ""))
+    return fig
+
+
+def _swarm_offsets(x: np.ndarray, nbins: int = 100, height: float = 0.4) -> np.ndarray:
+    """Vertical offsets stacking points that share an x bin, alternately above and below (shap's layout)."""
+    if len(x) == 0:
+        return x
+    span = np.nanmax(x) - np.nanmin(x)
+    quant = np.round(nbins * (x - np.nanmin(x)) / (span + 1e-12))
+    order = np.argsort(quant, kind="stable")
+    q_sorted = quant[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(q_sorted)) + 1]
+    rank = np.arange(len(x)) - np.repeat(starts, np.diff(np.r_[starts, len(x)]))
+    offsets = np.empty(len(x))
+    offsets[order] = np.ceil(rank / 2) * np.where(rank % 2 == 1, 1.0, -1.0)
+    return offsets * (height / max(1.0, np.abs(offsets).max() + 1))
+
+
+def _normalise(series: pd.Series) -> tuple[np.ndarray, bool]:
+    """Feature values as 0..1 (5th-95th percentile) for numeric features, or category codes."""
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        v = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = v[np.isfinite(v)]
+        if len(finite) == 0:
+            return v, False
+        lo, hi = np.percentile(finite, [5, 95])
+        if hi <= lo:
+            lo, hi = finite.min(), finite.max()
+        return np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0, 1), False
+    codes = pd.Categorical(series.astype(object).where(series.notna(), None)).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return codes, True
+
+
+def beeswarm_figure(expl: Explanation, *, max_display: int = 15, max_rows: int = 2000, seed: int = 0) -> go.Figure:
+    """One row per feature, one point per explained row: x = SHAP value, colour = feature value.
+
+    Numeric features are coloured low (blue) to high (red); categorical ones by category; missing in grey.
+    WebGL traces keep tens of thousands of points smooth; beyond ``max_rows`` a seeded sample is drawn.
+    """
+    if len(expl) == 0:
+        raise ExplanationError("The beeswarm needs at least one explained row.")
+    rows = np.arange(len(expl))
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    order = np.argsort(-np.abs(expl.values).mean(axis=0), kind="stable")[:max_display]
+    traces: dict[str, dict[str, list[Any]]] = {k: {"x": [], "y": [], "c": [], "d": []} for k in ("num", "cat", "nan")}
+    for pos, j in enumerate(order[::-1]):
+        x = expl.values[rows, j]
+        y = pos + _swarm_offsets(x)
+        color, categorical = _normalise(expl.data.iloc[rows, j])
+        name = esc(expl.feature_names[j])
+        shown = [esc(format_value(v)) for v in expl.data.iloc[rows, j].tolist()]
+        for i, row in enumerate(rows):
+            kind = "nan" if np.isnan(color[i]) else ("cat" if categorical else "num")
+            t = traces[kind]
+            t["x"].append(x[i])
+            t["y"].append(y[i])
+            t["c"].append(qualitative.D3[int(color[i]) % 10] if kind == "cat" else color[i])
+            t["d"].append([int(expl.row_ids[row]), name, shown[i]])
+    fig = go.Figure()
+    hover = "<b>%{customdata[1]}</b> = %{customdata[2]}<br>SHAP %{x:,.4~r}<br>row %{customdata[0]}<extra></extra>"
+    for kind, t in traces.items():
+        if not t["x"]:
+            continue
+        marker: dict[str, Any] = {"size": 5, "opacity": 0.8}
+        if kind == "num":
+            marker.update(
+                color=t["c"],
+                colorscale=LOW_HIGH,
+                cmin=0,
+                cmax=1,
+                showscale=True,
+                colorbar={"title": "feature value", "tickvals": [0, 1], "ticktext": ["low", "high"]},
+            )
+        else:
+            marker.update(color=t["c"] if kind == "cat" else MISSING)
+        label = {"num": "numeric value", "cat": "category", "nan": "missing"}[kind]
+        fig.add_trace(
+            go.Scattergl(
+                x=t["x"],
+                y=t["y"],
+                mode="markers",
+                marker=marker,
+                customdata=t["d"],
+                hovertemplate=hover,
+                name=label,
+                showlegend=kind != "num",
+            )
+        )
+    ticks = [esc(expl.feature_names[j]) for j in order[::-1]]
+    title = f"Beeswarm: SHAP values ({esc(expl.units)}) — {esc(expl.coverage_label)}"
+    if len(rows) < len(expl):
+        title += f", showing {len(rows):,} points per feature"
+    fig = _layout(fig, title, height=max(360, 34 * len(order) + 140), clickmode="event+select", hovermode="closest")
+    fig.update_yaxes(tickvals=list(range(len(order))), ticktext=ticks, range=[-0.7, len(order) - 0.3])
+    fig.update_xaxes(title=f"SHAP value ({esc(expl.units)})", zeroline=True, zerolinecolor="#999")
+    fig.update_layout(legend={"orientation": "h", "y": -0.12})
+    return fig
+
+
+def _row_label(name: str, value: Any) -> str:
+    return f"{esc(name)} = {esc(format_value(value))}"
+
+
+def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure:
+    """Base value → each feature's push (largest nearest the prediction) → prediction.
+
+    The bars stack from the model's average output (dotted line, bottom) to this row's prediction (solid
+    line, top); red pushes up, blue pulls down; small features are folded into one "other" bar.
+    """
+    if not isinstance(row, RowExplanation):
+        raise ExplanationError("waterfall_figure needs one row; try expl.row(0).")
+    names, values, shown, other = row.ordered(max_display)
+    n_other = len(row.values) - len(names)
+    labels = [_row_label(n, v) for n, v in zip(names, shown, strict=True)][::-1]
+    amounts = list(values[::-1])
+    if n_other:
+        labels.insert(0, f"{n_other} other features")
+        amounts.insert(0, other)
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            y=labels,
+            x=amounts,
+            base=row.base_value,
+            measure=["relative"] * len(amounts),
+            increasing={"marker": {"color": POSITIVE}},
+            decreasing={"marker": {"color": NEGATIVE}},
+            text=[format_number(a, signed=True) for a in amounts],
+            textposition="outside",
+            cliponaxis=False,
+            connector={"line": {"color": "#bbb"}},
+            hovertemplate="%{y}<br>%{text}<extra></extra>",
+        )
+    )
+    _mark_base_and_prediction(fig, row, base_label="average", yref="paper", y=1)
+    ends = row.base_value + np.cumsum([0.0, *amounts])
+    lo, hi = float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
+    pad = 0.12 * (hi - lo) or 0.05 * (abs(hi) or 1.0)  # room for the value labels outside the bars
+    fig.update_xaxes(range=[lo - pad, hi + pad])
+    fig = _layout(fig, f"Waterfall for row {row.row_id}", height=max(320, 30 * len(labels) + 140))
+    fig.update_layout(margin={"t": 70, "b": 60, "r": 110})  # the prediction label grows rightwards
+    fig.update_xaxes(title=f"{esc(_units(row))} — from the average to this row's prediction")
+    return fig
+
+
+def _mark_base_and_prediction(fig: go.Figure, row: RowExplanation, *, base_label: str, yref: str, y: float) -> None:
+    """The base value (dotted) and the prediction (solid) as vertical lines, each labelled with its number.
+
+    The two labels sit at the same height and grow away from each other (the lower value's to the left), so
+    they never overlap, however close the two values are.
+    """
+    fig.add_vline(x=row.base_value, line={"dash": "dot", "color": "#666"})
+    fig.add_vline(x=row.prediction, line={"color": "#111", "width": 2})
+    base_first = row.base_value <= row.prediction
+    for x, text, anchor in (
+        (row.base_value, f"{base_label} {format_number(row.base_value)}", "right" if base_first else "left"),
+        (row.prediction, f"<b>prediction {format_number(row.prediction)}</b>", "left" if base_first else "right"),
+    ):
+        fig.add_annotation(x=x, y=y, yref=yref, yanchor="bottom", xanchor=anchor, showarrow=False, text=text)
+
+
+def _units(row: RowExplanation) -> str:
+    from core.explanation import OUTPUT_LABELS
+
+    label = OUTPUT_LABELS[row.output]
+    return f"{label} of {row.class_label!r}" if row.class_label is not None else label
+
+
+def force_figure(row: RowExplanation, *, max_labels: int = 4) -> go.Figure:
+    """The additive push/pull strip: red features push the prediction up from the base, blue pull it down.
+
+    Segments meet at the prediction (solid line); the largest ``max_labels`` on each side are named below
+    the strip, the rest on hover.
+    """
+    if not isinstance(row, RowExplanation):
+        raise ExplanationError("force_figure needs one row; try expl.row(0).")
+    items = list(zip(row.values, row.feature_names, row.data.tolist(), strict=True))
+    pos = sorted((t for t in items if t[0] > 0), key=lambda t: -t[0])
+    neg = sorted((t for t in items if t[0] < 0), key=lambda t: t[0])
+    fig = go.Figure()
+    span = float(np.abs(row.values).sum()) or 1.0
+    for group, color, sign in ((pos, POSITIVE, -1), (neg, NEGATIVE, 1)):
+        edge = row.prediction
+        for rank, (v, n, d) in enumerate(group):
+            start = edge - abs(v) if sign < 0 else edge
+            fig.add_trace(
+                go.Bar(
+                    x=[abs(v)],
+                    y=[0],
+                    base=[start],
+                    orientation="h",
+                    width=0.5,
+                    showlegend=False,
+                    marker={"color": color, "line": {"color": "white", "width": 1}},
+                    hovertemplate=f"{_row_label(n, d)}<br>{format_number(v, signed=True)}<extra></extra>",
+                )
+            )
+            if rank < max_labels and abs(v) >= 0.05 * span:
+                # one row per rank, each label growing away from the prediction: pushes to the left, pulls to
+                # the right, so no two labels share a row and a side
+                fig.add_annotation(
+                    x=start + abs(v) / 2,
+                    y=-0.25,
+                    ax=0,
+                    ay=18 + 17 * rank,
+                    yref="y",
+                    xanchor="right" if sign < 0 else "left",
+                    text=_row_label(n, d),
+                    font={"color": color, "size": 11},
+                    arrowcolor=color,
+                )
+            edge = start if sign < 0 else start + abs(v)
+    _mark_base_and_prediction(fig, row, base_label="base value", yref="y", y=0.3)
+    fig = _layout(fig, f"Force view for row {row.row_id}", height=300, barmode="overlay")
+    fig.update_xaxes(title=f"{esc(_units(row))}")
+    fig.update_yaxes(visible=False, range=[-1.6, 0.6])
+    return fig
+
+
+def dependence_figure(expl: Explanation, feature: str, *, color_by: str | None = None) -> go.Figure:
+    """SHAP value of one feature against its value, coloured by another (its strongest interaction)."""
+    names = list(expl.feature_names)
+    if feature not in names:
+        raise ExplanationError(f"Unknown feature {feature!r}; pick one of the explained columns.")
+    j = names.index(feature)
+    values = expl.data.iloc[:, j]
+    y = expl.values[:, j]
+    categorical = not pd.api.types.is_numeric_dtype(values.dtype)
+    if categorical:
+        cats = pd.Categorical(values.astype(object).where(values.notna(), "missing"))
+        rng = np.random.default_rng(0)
+        x = cats.codes + rng.uniform(-0.25, 0.25, len(cats))
+    else:
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    marker: dict[str, Any] = {"size": 6, "opacity": 0.8, "color": POSITIVE}
+    shown = [esc(format_value(v)) for v in values.tolist()]
+    hover = f"{esc(feature)} = %{{customdata[1]}}<br>SHAP %{{y:,.4~r}}<br>row %{{customdata[0]}}"
+    colouring = [""] * len(shown)
+    if color_by is not None and color_by in names and color_by != feature:
+        marker.update(_colour_by(expl.data[color_by], color_by))
+        colouring = [esc(format_value(v)) for v in expl.data[color_by].tolist()]
+        hover += f"<br>{esc(color_by)} = %{{customdata[2]}}"
+    fig = go.Figure(
+        go.Scattergl(
+            x=x,
+            y=y,
+            mode="markers",
+            marker=marker,
+            customdata=[[int(r), s, c] for r, s, c in zip(expl.row_ids, shown, colouring, strict=True)],
+            hovertemplate=hover + "<extra></extra>",
+        )
+    )
+    title = f"Dependence: {esc(feature)}" + (f", coloured by {esc(color_by)}" if color_by else "")
+    fig = _layout(fig, title, height=420, clickmode="event+select")
+    fig.update_yaxes(title=f"SHAP value of {esc(feature)} ({esc(expl.units)})", zeroline=True)
+    if categorical:
+        fig.update_xaxes(tickvals=list(range(len(cats.categories))), ticktext=[esc(c) for c in cats.categories])
+    fig.update_xaxes(title=esc(feature))
+    return fig
+
+
+def _colour_by(series: pd.Series, name: str) -> dict[str, Any]:
+    """Marker colours in the colouring feature's own values.
+
+    Numbers keep their real range (5th-95th percentile) on the colour bar; categories get one colour each,
+    named on the bar.
+    """
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        v = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = v[np.isfinite(v)]
+        lo, hi = np.percentile(finite, [5, 95]) if len(finite) else (0.0, 1.0)
+        if hi <= lo and len(finite):
+            lo, hi = finite.min(), finite.max() + (finite.max() == finite.min())
+        return {
+            "color": np.where(np.isfinite(v), v, lo),
+            "cmin": float(lo),
+            "cmax": float(hi),
+            "colorscale": LOW_HIGH,
+            "showscale": True,
+            "colorbar": {"title": esc(name)},
+        }
+    cats = pd.Categorical(series.astype(object).where(series.notna(), "missing"))
+    return {
+        "color": cats.codes.astype(np.float64),
+        "cmin": -0.5,
+        "cmax": len(cats.categories) - 0.5,
+        "colorscale": "Viridis",
+        "showscale": True,
+        "colorbar": {
+            "title": esc(name),
+            "tickvals": list(range(len(cats.categories))),
+            "ticktext": [esc(c) for c in cats.categories],
+        },
+    }
+
+
+def prediction_figure(prediction: np.ndarray, units: str, *, actual: pd.Series | None = None) -> go.Figure:
+    """Distribution of the model's predictions, split by the actual class when the target is known."""
+    fig = go.Figure()
+    if actual is not None and actual.nunique() <= 12:
+        for label in sorted(actual.dropna().unique().tolist(), key=str):
+            mask = (actual == label).to_numpy()
+            fig.add_trace(go.Histogram(x=prediction[mask], name=f"actual {esc(label)}", opacity=0.7, nbinsx=40))
+        fig.update_layout(barmode="overlay")
+    else:
+        fig.add_trace(go.Histogram(x=prediction, name="prediction", marker_color=NEGATIVE, nbinsx=40))
+    fig = _layout(fig, f"Predictions ({esc(units)})", height=320)
+    fig.update_xaxes(title=esc(units))
+    fig.update_yaxes(title="rows")
+    return fig

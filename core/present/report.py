@@ -1,0 +1,112 @@
+"""A report that travels: one self-contained, interactive HTML file (plotly.js embedded, no network needed).
+
+It holds the model card, global importance, the beeswarm, and the waterfall, force strip and plain-language
+summary of each pinned row. Every user-supplied string is escaped (feature names, values, class labels,
+titles); figures escape their own labels (:mod:`core.present.figures`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from typing import Any
+
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from core.engine.importance import shap_importance
+from core.explanation import Explanation, RowExplanation
+from core.present import figures
+from core.present.narrative import summarize
+
+__all__ = ["build_report"]
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
+       color: #222; padding: 0 1rem; }
+h1 { margin-bottom: .2rem; } .muted { color: #666; font-size: .9rem; }
+table.card { border-collapse: collapse; margin: .5rem 0 1rem; } .card td { padding: .2rem .8rem .2rem 0; }
+.card td:first-child { color: #666; } section { margin: 2rem 0; } .summary { font-size: 1.05rem; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _figure(fig: Any) -> str:
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+
+
+def _card_rows(card: dict[str, Any]) -> str:
+    keys = [
+        ("Model", "estimator"),
+        ("Library", "library"),
+        ("Task", "task"),
+        ("Classes", "classes"),
+        ("Input columns", "n_features"),
+        ("File", "filename"),
+        ("sha256", "sha256"),
+    ]
+    rows = []
+    for label, key in keys:
+        value = card.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value))
+        rows.append(f"<tr><td>{_e(label)}</td><td>{_e(value)}</td></tr>")
+    automl = card.get("automl") or {}
+    for member in automl.get("members") or ():  # an Azure AutoML ensemble: its members instead of two steps
+        steps = " → ".join(map(str, member.get("steps") or ()))
+        rows.append(
+            f"<tr><td>member {_e(member.get('name'))}</td><td>{_e(steps)}, weight {member['weight']:.3f}</td></tr>"
+        )
+    for step in () if automl else card.get("steps") or ():
+        detail = f"{step.get('class')} {step.get('detail', '')}".strip()
+        rows.append(f"<tr><td>step {_e(step.get('name'))}</td><td>{_e(detail)}</td></tr>")
+    return "\n".join(rows)
+
+
+def _row_section(row: RowExplanation) -> str:
+    return (
+        f"<section><h3>Row {row.row_id}</h3><p class='summary'>{_e(summarize(row))}</p>"
+        f"{_figure(figures.waterfall_figure(row))}{_figure(figures.force_figure(row))}</section>"
+    )
+
+
+def build_report(
+    expl: Explanation,
+    card: dict[str, Any],
+    *,
+    rows: list[RowExplanation] | None = None,
+    title: str = "",
+    notes: list[str] | tuple[str, ...] = (),
+) -> str:
+    """The report as an HTML string.
+
+    Args:
+        expl: The explanation shown globally (the selected class, raw columns).
+        card: The model card (:meth:`core.loading.models.LoadedModel.card`).
+        rows: The pinned rows' explanations.
+        title: The report's title (escaped).
+        notes: Extra lines for the header (notices, the method).
+    """
+    when = dt.datetime.now().strftime("%d %b %Y %H:%M")
+    title = title or f"Why {card.get('estimator', 'the model')} predicts what it predicts"
+    header = [f"Explained with {expl.method}; values in {expl.units}; {expl.coverage_label}.", *notes]
+    sections = [
+        f"<section><h2>Model</h2><table class='card'>{_card_rows(card)}</table></section>",
+        f"<section><h2>Global importance</h2>{_figure(figures.importance_figure(shap_importance(expl)))}</section>",
+        f"<section><h2>Beeswarm</h2>{_figure(figures.beeswarm_figure(expl))}</section>",
+    ]
+    if rows:
+        sections.append("<h2>Pinned rows</h2>" + "".join(_row_section(r) for r in rows))
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_e(title)}</title><style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script>"
+        f"</head><body><h1>{_e(title)}</h1><p class='muted'>ModelLens report · {_e(when)}</p>"
+        + "".join(f"<p class='muted'>{_e(n)}</p>" for n in header)
+        + "".join(sections)
+        + "</body></html>"
+    )
