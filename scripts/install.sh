@@ -60,7 +60,7 @@ case "${1:-}" in
   project)
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
     # Compile the TreeSHAP kernel once (numba caches it on disk): ~15 s here instead of at the first upload.
-    "$VENV/bin/python" -c "from core import treeshap; t = treeshap.warm_up(); print('TreeSHAP kernel ready', {k: round(v, 1) for k, v in t.items()})"
+    "$VENV/bin/python" -c "from core.methods.trees import treeshap; t = treeshap.warm_up(); print('TreeSHAP kernel ready', {k: round(v, 1) for k, v in t.items()})"
     ;;
   *)
     echo "usage: scripts/install.sh deps [dev] | project" >&2
