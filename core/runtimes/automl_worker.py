@@ -1,7 +1,7 @@
 """The Azure AutoML worker: ``<runtime python> -m core.runtimes.automl_worker``, inside the AutoML runtime's venv.
 
 It runs Python 3.9/3.10 with Microsoft's runtime (numpy 1.23, pandas 1.5, scikit-learn 1.5), so it imports
-only ModelLens modules that stay compatible there (wire, safe_pickle, allowlist, errors, worker_main). The
+only ModelLens modules that stay compatible there (wire, safe_pickle, allowlist, errors, isolation.serve). The
 model is loaded with the allowlisting unpickler under :func:`core.safety.safe_pickle.automl_policy`; only plain data
 leaves: the model card, engineered matrices, member exports (LightGBM text, XGBoost JSON, tree arrays,
 coefficients) and model outputs. The SHAP arithmetic runs in the dashboard's own engine (:mod:`core.methods.automl`).
@@ -366,7 +366,7 @@ def _handle(state: Any, request: dict[str, Any]) -> Any:
 
 def main() -> None:
     """Serve requests until stdin closes."""
-    from core.worker.main import serve
+    from core.isolation.serve import serve
 
     serve(_handle, warm_up, runtime_info)
 

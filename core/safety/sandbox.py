@@ -24,7 +24,7 @@ the allowlist can still do nothing but compute. Layers, in the order they are se
 Limits (said plainly in SECURITY.md): Landlock confines the calling thread and every thread started after
 it; threads that native libraries started during the import (BLAS, OpenMP) run only their own kernels and
 keep the file-system view they had, while seccomp applies to all of them. CPU and memory are capped by
-rlimits in :mod:`core.worker.main`. x86-64 only for the seccomp layer; elsewhere it is reported missing.
+rlimits in :mod:`core.isolation.serve`. x86-64 only for the seccomp layer; elsewhere it is reported missing.
 
 Must stay importable by Python 3.9 (the Azure AutoML runtime's worker applies it to itself): ctypes only.
 """

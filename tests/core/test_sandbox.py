@@ -186,7 +186,7 @@ sys.path.insert(0, {str(tmp_path)!r})
 import kernels
 assert kernels.inc(1) == 2  # compiled and cached before the sandbox
 from core.safety import sandbox
-from core.worker.main import numba_cache_read_only
+from core.isolation.serve import numba_cache_read_only
 report = sandbox.confine(sandbox.SandboxSpec(Path(tempfile.mkdtemp()), read=({str(tmp_path)!r},)))
 assert report.active, report
 numba_cache_read_only()
