@@ -40,7 +40,7 @@ def _data(folder: Path, rows: int) -> tuple[pd.DataFrame, np.ndarray]:
 def _rate(model_path: Path, data: Path, out: Path, workers: int) -> tuple[float, str]:
     from distributed import Client, LocalCluster
 
-    from core.batch.run import THREAD_ENV, BatchJob
+    from core.batch.job import THREAD_ENV, BatchJob
 
     with (
         LocalCluster(

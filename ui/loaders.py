@@ -153,7 +153,7 @@ def job(
     refiner = None
     address = settings().dask_scheduler
     if address and _model.handle is not None:
-        from core.batch.run import DaskRefiner
+        from core.batch.refiner import DaskRefiner
 
         handle = _model.handle
         refiner = DaskRefiner(
@@ -171,7 +171,8 @@ def job(
 def batch_result(model_digest: str, data_digest: str, _aligned: Aligned, task: str) -> Outcome:
     """A finished `modellens explain --out DIR` run for exactly this model and data file, as a result, if any."""
     from core.batch.index import find_batch
-    from core.batch.run import BatchResult, batch_explain_result
+    from core.batch.job import BatchResult
+    from core.batch.refiner import batch_explain_result
 
     folder = find_batch(model_digest, data_digest, settings())
     if folder is None:

@@ -90,7 +90,7 @@ def is_batch(args: argparse.Namespace) -> bool:
 
 def run_batch(args: argparse.Namespace) -> int:
     """Explain every row on Dask, showing progress; Ctrl-C stops within one mini-batch (resume later)."""
-    from core.batch.run import BatchJob
+    from core.batch.job import BatchJob
     from core.errors import CancelledError
 
     progress = Progress()

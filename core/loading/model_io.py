@@ -9,7 +9,7 @@ Two layers:
   bounded in memory: zips are read through :mod:`core.loading.model_zip`, a pickle's globals through
   :mod:`core.safety.pickle_scan`, JSON is recognised by its first key, zips nest at most :data:`MAX_ZIP_DEPTH` deep.
 * :func:`read_model` turns the bytes into a Python object. It is called only inside a model worker
-  (:mod:`core.worker.main`, with memory and CPU limits) or a Dask worker process (:mod:`core.batch.run`, the
+  (:mod:`core.worker.main`, with memory and CPU limits) or a Dask worker process (:mod:`core.batch.task`, the
   cluster's own limits), never in the server: pickles go through the allowlisting unpickler unless the deployment trusts
   uploads (``MODELLENS_TRUST_PICKLES=1``), skops files through skops' audit, boosters through their
   libraries' own parsers.

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.batch.run import BatchJob, BatchResult
+from core.batch.job import BatchJob, BatchResult
 from core.data.alignment import align
 from core.engine.engine import Engine
 from core.errors import CancelledError, DataError, ModelLensError
@@ -243,7 +243,7 @@ def test_missing_or_unreadable_data_is_one_sentence(client, files, tmp_path):
 
 
 def test_dashboard_refinement_on_a_cluster_equals_the_local_one(client, files):
-    from core.batch.run import DaskRefiner
+    from core.batch.refiner import DaskRefiner
     from core.engine.explain import make_explainer
     from core.engine.jobs import ExplainJob
 
@@ -272,7 +272,7 @@ def test_dashboard_refinement_on_a_cluster_equals_the_local_one(client, files):
 
 def test_dashboard_shows_a_batch_run_sample_without_re_explaining(client, files, tmp_path):
     """A batch run too big to read whole reaches the pages as a one-class sample; nothing is recomputed."""
-    from core.batch.run import batch_explain_result
+    from core.batch.refiner import batch_explain_result
     from core.engine.explain import make_explainer
     from core.engine.jobs import ExplainJob
 
@@ -301,7 +301,7 @@ def test_dashboard_shows_a_batch_run_sample_without_re_explaining(client, files,
 
 def test_batch_reads_csv_dialects_like_the_upload_reader(files, tmp_path):
     """Semicolons with decimal commas (a European Excel export) and latin-1 read as the comma CSV does."""
-    from core.batch.run import open_table
+    from core.batch.sources import open_table
 
     _, data_path, _ = files["tree"]
     frame = pd.read_csv(data_path).assign(city=lambda f: f["city"].replace({"Lyon": "Besançon"}))

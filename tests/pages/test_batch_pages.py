@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from core.batch.run import BatchJob
+from core.batch.job import BatchJob
 from core.config import Settings
 from core.data.demo import demo_files
 from tests.pages.test_pages import _fresh_caches, app, chart  # noqa: F401 - _fresh_caches is an autouse fixture

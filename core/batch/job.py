@@ -17,8 +17,6 @@ fingerprint, the settings and the task boundaries:
 ``resume=True`` computes only missing tasks and refuses another model, data file or settings.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import logging
@@ -34,245 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.batch.sources import data_fingerprint, filesystem, open_table
+from core.batch.task import MINI_BATCH_ROWS, explain_task
 from core.errors import CancelledError, DataError, ModelLensError
 
-__all__ = ["BatchJob", "BatchProgress", "BatchResult", "data_fingerprint", "explain_task"]
+__all__ = ["BatchJob", "BatchProgress", "BatchResult"]
 
 log = logging.getLogger(__name__)
 
 # Bookkeeping starts with "_" and the background is Arrow IPC, not Parquet: readers of the folder as a Parquet
 # dataset skip "_" files (pyarrow) or take every *.parquet (Dask), and must see only the output rows.
 MANIFEST, SUMMARY, BACKGROUND = "_manifest.json", "summary.json", "_background.arrow"
-MINI_BATCH_ROWS = 2_000
 BACKGROUND_ROWS = 100
 THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
-
-
-# ---------------------------------------------------------------------------------------------------
-# data
-
-
-def _fs(url: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
-    import fsspec
-
-    try:
-        return fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ImportError, ValueError) as exc:
-        scheme = url.split("://", 1)[0]
-        raise DataError(
-            f"Cannot open {url!r}: the '{scheme}' filesystem needs an extra package (see README: "
-            f"'Explaining millions of rows') — {exc}."
-        ) from exc
-
-
-def _files(url: str, storage_options: dict[str, Any] | None) -> list[str]:
-    fs, path = _fs(url, storage_options)
-    if any(ch in path for ch in "*?["):
-        found = sorted(fs.glob(path))
-    elif fs.isdir(path):
-        found = sorted(p for p in fs.find(path) if p.endswith((".parquet", ".pq", ".csv", ".tsv")))
-    elif fs.exists(path):
-        found = [path]
-    else:
-        found = []
-    if not found:
-        raise DataError(f"No data found at {url!r}: give a CSV or Parquet file, a folder of them, or a glob.")
-    return [fs.unstrip_protocol(p) if "://" in url else p for p in found]
-
-
-def data_fingerprint(url: str, storage_options: dict[str, Any] | None = None) -> str:
-    """``sha256:<hex>`` of a single local file's content, else a hash of every file's path, size and mtime/etag."""
-    files = _files(url, storage_options)
-    fs, _ = _fs(url, storage_options)
-    if len(files) == 1 and "://" not in url:
-        digest = hashlib.sha256()
-        with open(files[0], "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(chunk)
-        return "sha256:" + digest.hexdigest()
-    parts = []
-    for f in files:
-        info = fs.info(f)
-        parts.append(f"{f}|{info.get('size')}|{info.get('mtime') or info.get('ETag') or info.get('etag') or ''}")
-    return "meta:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def open_table(url: str, storage_options: dict[str, Any] | None = None) -> Any:
-    """The table as a Dask DataFrame (CSV/TSV or Parquet: a file, a folder or a glob, local or fsspec URL)."""
-    import dask.dataframe as dd
-    import fsspec
-
-    from core.data.tables import sniff_text_table
-
-    files = _files(url, storage_options)
-    try:
-        if all(f.endswith((".parquet", ".pq")) for f in files):
-            return dd.read_parquet(files, storage_options=storage_options or None)
-        with fsspec.open(files[0], "rb", **(storage_options or {})) as fh:  # the dialect of the upload reader
-            sep, decimal, encoding = sniff_text_table(fh.read(1 << 16), files[0])
-        return dd.read_csv(
-            files,
-            sep=sep,
-            decimal=decimal,
-            encoding=encoding,
-            blocksize="64MB",
-            storage_options=storage_options or None,
-            assume_missing=True,
-            sample_rows=1000,
-        )
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read {url!r} as a table ({exc}).") from exc
-
-
-# ---------------------------------------------------------------------------------------------------
-# worker side
-
-
-_ENGINES: dict[str, Any] = {}  # per Dask worker process: one sandboxed model worker per model and settings
-
-
-class _SandboxedEngine:
-    """The engine of a Dask task, in a sandboxed model worker that this Dask worker process starts.
-
-    The Dask worker itself never unpickles an upload: it holds only the bytes and talks plain data to a model
-    worker (:mod:`core.isolation.workers`, inside :mod:`core.safety.sandbox`), started once per model and
-    reused by every task it runs (an Azure AutoML model gets its runtime worker from there, as in the dashboard).
-    """
-
-    def __init__(self, spec: dict[str, Any]):
-        from core.engine.explain import _RemoteBackend
-        from core.loading.models import load_model
-
-        model = load_model(spec["model"], spec["model_name"], trusted=spec["trusted"])
-        self.backend = _RemoteBackend(model, spec["background"], spec["output"], 1, spec["seed"])
-        info = self.backend.info
-        self.method_name: str = info["method"]
-        self.output: str = info["output"]
-        self.classes: list[Any] | None = info["classes"]
-        self.binary_single: bool = bool(info["binary_single"])
-
-    def explain(self, frame: pd.DataFrame, row_ids: np.ndarray) -> Any:
-        from core.engine.engine import EngineResult
-
-        out = self.backend.explain(frame, row_ids)
-        return EngineResult(out["values"], out["base"], out["prediction"], out.get("engineered"))
-
-
-def _engine(spec: dict[str, Any]) -> Any:
-    model, background, output, seed = spec["model"], spec["background"], spec["output"], spec["seed"]
-    key = hashlib.sha256(model).hexdigest() + f"|{output}|{seed}|" + str(pd.util.hash_pandas_object(background).sum())
-    engine = _ENGINES.get(key)
-    if engine is None:
-        engine = _ENGINES[key] = _SandboxedEngine(spec)
-    return engine
-
-
-def _class_column(engine: Any, class_label: Any) -> tuple[int, bool]:
-    """(column, negate) of the requested class in the engine's outputs."""
-    classes = engine.classes
-    if classes is None:
-        return 0, False
-    index = len(classes) - 1 if class_label is None and len(classes) == 2 else 0
-    if class_label is not None:
-        matches = [i for i, c in enumerate(classes) if str(c) == str(class_label)]
-        if not matches:
-            raise ModelLensError(f"Unknown class {class_label!r}; this model's classes are {list(classes)}.")
-        index = matches[0]
-    if engine.binary_single:
-        return 0, index == 0
-    return index, False
-
-
-def explain_task(part: pd.DataFrame, **spec: Any) -> dict[str, Any]:
-    """One task: align, explain in mini-batches (cancellable), write the Parquet file and its statistics.
-
-    ``part`` holds the task's raw rows; ``spec`` carries the model bytes, card, background, settings, the
-    task's index and first row id, the output folder and the cancel event's name.
-    """
-    from core.data.alignment import align
-
-    start_time = time.perf_counter()
-    engine = _engine(spec)
-    frame = align(SimpleNamespace(**spec["card"]), part.reset_index(drop=True), target=spec["target"]).frame
-    row_ids = spec["first_row"] + np.arange(len(frame), dtype=np.int64)
-    if spec["sample"] is not None:
-        keep = np.isin(row_ids, spec["sample"])
-        frame, row_ids = frame[keep].reset_index(drop=True), row_ids[keep]
-    column, negate = _class_column(engine, spec["class_label"])
-    cancel = _cancel_event(spec["cancel"])
-    chunks = []
-    for lo in range(0, len(frame), spec["mini_batch"]):
-        if cancel is not None and cancel.is_set():
-            raise CancelledError("cancelled")
-        result = engine.explain(frame.iloc[lo : lo + spec["mini_batch"]], row_ids[lo : lo + spec["mini_batch"]])
-        chunks.append(
-            _table(result, column, negate, engine.output, row_ids[lo : lo + spec["mini_batch"]], spec["names"])
-        )
-    table = pd.concat(chunks, ignore_index=True) if chunks else _empty(spec["names"])
-    values = table[[f"shap:{n}" for n in spec["names"]]].to_numpy()
-    stats = {
-        "task": spec["index"],
-        "rows": len(table),
-        "abs_sum": np.abs(values).sum(axis=0).tolist(),
-        "sum": values.sum(axis=0).tolist(),
-        "seconds": time.perf_counter() - start_time,
-        "method": engine.method_name,
-        "output": engine.output,
-        "class_label": _label(engine, column, negate),
-    }
-    _write_task(spec["out"], spec["storage_options"], spec["index"], table, stats)
-    return stats
-
-
-def _label(engine: Any, column: int, negate: bool) -> Any:
-    if engine.classes is None:
-        return None
-    return engine.classes[0] if negate else engine.classes[-1 if engine.binary_single else column]
-
-
-def _table(result: Any, column: int, negate: bool, output: str, row_ids: np.ndarray, names: list[str]) -> pd.DataFrame:
-    values, base, prediction = result.values[:, :, column], result.base[:, column], result.prediction[:, column]
-    if negate:
-        values = -values
-        base, prediction = (1.0 - base, 1.0 - prediction) if output == "probability" else (-base, -prediction)
-    table = pd.DataFrame({"row_id": row_ids, "prediction": prediction, "base_value": base})
-    return pd.concat([table, pd.DataFrame(values, columns=[f"shap:{n}" for n in names])], axis=1)
-
-
-def _empty(names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series(dtype="float64") for c in ["row_id", "prediction", "base_value", *[f"shap:{n}" for n in names]]}
-    )
-
-
-def _cancel_event(name: str | None) -> Any:
-    if not name:
-        return None
-    try:
-        from distributed import Event, get_worker
-
-        get_worker()
-        return Event(name)
-    except (ImportError, ValueError):
-        return None
-
-
-def _write_task(out: str, storage_options: dict[str, Any] | None, index: int, table: pd.DataFrame, stats: dict) -> None:
-    """The Parquet file, then its statistics (the completion marker), each written to a temp name and renamed."""
-    fs, root = _fs(out, storage_options)
-    for name, write in (
-        (f"part-{index:05d}.parquet", lambda fh: table.to_parquet(fh, index=False)),
-        (f"_part-{index:05d}.json", lambda fh: fh.write(json.dumps(stats).encode())),
-    ):
-        final = f"{root.rstrip('/')}/{name}"
-        temp = f"{root.rstrip('/')}/_tmp-{uuid.uuid4().hex}-{name}"
-        with fs.open(temp, "wb") as fh:
-            write(fh)
-        fs.mv(temp, final)
-
-
-# ---------------------------------------------------------------------------------------------------
-# client side
 
 
 @dataclass(frozen=True)
@@ -392,7 +164,7 @@ class BatchJob:
     def _model_bytes(self, model: str | bytes, name: str | None) -> tuple[bytes, str]:
         if isinstance(model, bytes):
             return model, name or "model.pkl"
-        fs, path = _fs(model, self.storage_options)
+        fs, path = filesystem(model, self.storage_options)
         try:
             with fs.open(path, "rb") as fh:
                 return fh.read(), name or os.path.basename(path)
@@ -437,7 +209,7 @@ class BatchJob:
         }
 
     def _check_or_write_manifest(self) -> None:
-        fs, root = _fs(self.out, self.storage_options)
+        fs, root = filesystem(self.out, self.storage_options)
         fs.makedirs(root, exist_ok=True)
         path = f"{root.rstrip('/')}/{MANIFEST}"
         wanted = json.loads(json.dumps(self._manifest()))
@@ -466,7 +238,7 @@ class BatchJob:
         """A seeded sample of up to 100 rows from a few partitions spread over the table (saved next to the output)."""
         from core.data.alignment import align
 
-        fs, root = _fs(self.out, self.storage_options)
+        fs, root = filesystem(self.out, self.storage_options)
         path = f"{root.rstrip('/')}/{BACKGROUND}"
         if self.resume and fs.exists(path):
             with fs.open(path, "rb") as fh:
@@ -504,7 +276,7 @@ class BatchJob:
         return self._client
 
     def _done_tasks(self) -> set[int]:
-        fs, root = _fs(self.out, self.storage_options)
+        fs, root = filesystem(self.out, self.storage_options)
         done = set()
         for index in range(len(self.plan.tasks)):
             marker = f"{root.rstrip('/')}/_part-{index:05d}.json"
@@ -650,7 +422,7 @@ class BatchJob:
         """summary.json, then a line in the index the dashboard reads to reuse this run for the same files."""
         from core.batch.index import record_batch
 
-        fs, root = _fs(self.out, self.storage_options)
+        fs, root = filesystem(self.out, self.storage_options)
         summary = self.summary()
         _write_json(fs, f"{root.rstrip('/')}/{SUMMARY}", summary)
         try:
@@ -682,7 +454,7 @@ class BatchResult:
 
     def __init__(self, out: str, storage_options: dict[str, Any] | None = None):
         self.out, self.storage_options = out, storage_options
-        self.fs, self.root = _fs(out, storage_options)
+        self.fs, self.root = filesystem(out, storage_options)
         with self.fs.open(f"{self.root.rstrip('/')}/{SUMMARY}", "rb") as fh:
             self.summary: dict[str, Any] = json.loads(fh.read())
         with self.fs.open(f"{self.root.rstrip('/')}/{MANIFEST}", "rb") as fh:
@@ -714,121 +486,3 @@ class BatchResult:
                 break
         table = pd.concat(frames, ignore_index=True)
         return table.sample(min(n, len(table)), random_state=seed).sort_values("row_id").reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------------------------------
-# the dashboard's refinement on a cluster, and finished batch runs as dashboard results
-
-
-def explain_rows_task(frame: pd.DataFrame, row_ids: np.ndarray, **spec: Any) -> dict[str, Any]:
-    """Explain rows for the dashboard on a Dask worker: every class's arrays (the same engine as its own workers)."""
-    engine = _engine(spec)
-    cancel = _cancel_event(spec.get("cancel"))
-    if cancel is not None and cancel.is_set():
-        raise CancelledError("cancelled")
-    result = engine.explain(frame, row_ids)
-    return {
-        "values": result.values,
-        "base": result.base,
-        "prediction": result.prediction,
-        "engineered": result.engineered,
-    }
-
-
-class DaskRefiner:
-    """Explain the dashboard's remaining rows on a Dask scheduler (``MODELLENS_DASK_SCHEDULER``).
-
-    Called by :class:`core.engine.jobs.ExplainJob` with the row ids left after the first sample; chunks of rows
-    and the model bytes travel inside the tasks; the arrays come back (the dashboard holds its table anyway).
-    """
-
-    def __init__(
-        self,
-        address: str,
-        explainer: Any,
-        *,
-        model: bytes,
-        model_name: str,
-        trusted: bool,
-        automl: str | None = None,
-        chunk_rows: int = 2_000,
-    ):
-        self.address, self.explainer, self.chunk_rows = address, explainer, chunk_rows
-        self.spec = {
-            "model": model,
-            "model_name": model_name,
-            "trusted": trusted,
-            "automl": automl,
-            "background": explainer.background,
-            "output": explainer.output,
-            "seed": explainer.seed,
-        }
-
-    def __call__(self, rows: np.ndarray, progress: Any, cancel: threading.Event) -> Any:
-        """Explain ``rows``, reporting ``progress(done, total)``; ``cancel`` stops the remaining tasks."""
-        from distributed import Client, Event, as_completed
-
-        name = f"modellens-refine-{uuid.uuid4().hex}"
-        with Client(self.address, timeout="20s") as client:
-            event = Event(name, client=client)
-            chunks = [rows[i : i + self.chunk_rows] for i in range(0, len(rows), self.chunk_rows)]
-            futures = {
-                client.submit(
-                    explain_rows_task,
-                    self.explainer.data.iloc[ids].reset_index(drop=True),
-                    ids,
-                    **self.spec,
-                    cancel=name,
-                    pure=False,
-                ): i
-                for i, ids in enumerate(chunks)
-            }
-            results: list[Any] = [None] * len(chunks)
-            done = 0
-            for future in as_completed(futures):
-                if cancel.is_set():
-                    event.set()
-                    client.cancel(list(futures))
-                    raise CancelledError("Stopped: the explanation was cancelled.")
-                index = futures[future]
-                results[index] = self.explainer.result_from(future.result(), chunks[index])
-                done += len(chunks[index])
-                progress(done, len(rows))
-        out = results[0]
-        for part in results[1:]:
-            out = out.concat(part)
-        return out
-
-
-def batch_explain_result(result: BatchResult, frame: pd.DataFrame, *, task: str, max_rows: int = 200_000) -> Any:
-    """A finished batch run's rows as an :class:`~core.engine.explain.ExplainResult` (one class, as the run chose).
-
-    Every row when the run has at most ``max_rows``, otherwise a seeded sample of about 50,000 rows (the
-    pages then say "computed on N of M rows"; the full values stay in the run's folder).
-    """
-    from core.engine.explain import ExplainResult
-
-    summary = result.summary
-    total = int(summary["rows_total"])
-    table = result.rows(list(range(total))) if total <= max_rows else result.sample(min(50_000, max_rows))
-    names = list(summary["features"])
-    row_ids = table["row_id"].to_numpy(dtype=np.int64)
-    label = summary.get("class_label")
-    return ExplainResult(
-        values=table[[f"shap:{n}" for n in names]].to_numpy(dtype=np.float64)[:, :, None],
-        base=table[["base_value"]].to_numpy(dtype=np.float64),
-        prediction=table[["prediction"]].to_numpy(dtype=np.float64),
-        data=frame.iloc[row_ids].reset_index(drop=True),
-        row_ids=row_ids,
-        total_rows=int(summary["rows_total"]),
-        feature_names=tuple(names),
-        output=summary["output"],
-        method=f"{summary['method']} (batch run)",
-        task=task,
-        classes=None if label is None else (label,),
-        binary_single=False,
-        notes=(
-            f"Explained by a batch run on Dask ({summary['rows_done']:,} rows)"
-            + ("." if len(table) >= total else f"; {len(table):,} of them are shown, every row is in {result.out}."),
-        ),
-    )
