@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.classes import default_class
 from core.data.alignment import Aligned
 from core.data.demo import DEMOS
 from core.engine.explain import Explainer, ExplainResult
@@ -135,5 +136,5 @@ def _same_class(result: ExplainResult, model: LoadedModel, label: Any) -> bool:
     """True when a one-class result (a batch run) explains the class the user is looking at."""
     if not model.classes:
         return True
-    wanted = label if label is not None else (model.classes[-1] if len(model.classes) == 2 else model.classes[0])
+    wanted = label if label is not None else default_class(model.classes)
     return result.classes is not None and str(result.classes[0]) == str(wanted)

@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from core.classes import default_class_index
 from core.data.demo import DEMOS
 from core.engine.jobs import ExplainJob, describe_eta
 from core.errors import ModelLensError
@@ -134,7 +135,7 @@ def _selectors(model: object, aligned: object) -> None:
         default = (
             labels.index(str(app.class_label))
             if app.class_label is not None and str(app.class_label) in labels
-            else (1 if len(labels) == 2 else 0)
+            else default_class_index(labels)
         )
         app.class_label = st.selectbox("Class explained", labels, index=default, key="class_pick")
     else:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from core.batch.sources import filesystem
-from core.errors import CancelledError, ModelLensError
+from core.classes import class_index, complement, output_column
+from core.errors import CancelledError
 
 __all__ = ["explain_rows_task", "explain_task"]
 
@@ -63,18 +64,7 @@ def _engine(spec: dict[str, Any]) -> Any:
 
 def _class_column(engine: Any, class_label: Any) -> tuple[int, bool]:
     """(column, negate) of the requested class in the engine's outputs."""
-    classes = engine.classes
-    if classes is None:
-        return 0, False
-    index = len(classes) - 1 if class_label is None and len(classes) == 2 else 0
-    if class_label is not None:
-        matches = [i for i, c in enumerate(classes) if str(c) == str(class_label)]
-        if not matches:
-            raise ModelLensError(f"Unknown class {class_label!r}; this model's classes are {list(classes)}.")
-        index = matches[0]
-    if engine.binary_single:
-        return 0, index == 0
-    return index, False
+    return output_column(class_index(engine.classes, class_label), binary_single=engine.binary_single)
 
 
 def explain_task(part: pd.DataFrame, **spec: Any) -> dict[str, Any]:
@@ -127,8 +117,9 @@ def _label(engine: Any, column: int, negate: bool) -> Any:
 def _table(result: Any, column: int, negate: bool, output: str, row_ids: np.ndarray, names: list[str]) -> pd.DataFrame:
     values, base, prediction = result.values[:, :, column], result.base[:, column], result.prediction[:, column]
     if negate:
-        values = -values
-        base, prediction = (1.0 - base, 1.0 - prediction) if output == "probability" else (-base, -prediction)
+        values = complement(values, output=output, kind="values")
+        base = complement(base, output=output, kind="base")
+        prediction = complement(prediction, output=output, kind="prediction")
     table = pd.DataFrame({"row_id": row_ids, "prediction": prediction, "base_value": base})
     return pd.concat([table, pd.DataFrame(values, columns=[f"shap:{n}" for n in names])], axis=1)
 

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.classes import class_index, default_class_index, output_column
+
 __all__ = ["headline_metrics", "metric_output", "prediction_column", "table_summary"]
 
 
@@ -64,10 +66,9 @@ def prediction_column(predictions: np.ndarray, classes: tuple[Any, ...] | None, 
     if not classes:
         return predictions[:, 0]
     labels = [str(c) for c in classes]
-    index = labels.index(str(label)) if label is not None and str(label) in labels else (1 if len(labels) == 2 else 0)
-    if predictions.shape[1] == 1:
-        return predictions[:, 0] if index == len(labels) - 1 else -predictions[:, 0]
-    return predictions[:, index]
+    index = class_index(classes, label) if label is not None and str(label) in labels else default_class_index(classes)
+    column, negate = output_column(index, binary_single=predictions.shape[1] == 1)
+    return -predictions[:, column] if negate else predictions[:, column]
 
 
 def table_summary(frame: pd.DataFrame, target: pd.Series | None) -> dict[str, str]:

@@ -13,12 +13,13 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.classes import class_index, complement, output_column
 from core.data.alignment import Aligned
 from core.errors import CancelledError, EngineMissing, ExplanationError
 from core.explanation import Explanation
@@ -67,26 +68,14 @@ class ExplainResult:
         return len(self.row_ids)
 
     def class_index(self, label: Any) -> int:
-        """Position of a class label (matched by value, then by its text)."""
-        if self.classes is None:
-            return 0
-        if label is None:
-            return len(self.classes) - 1 if len(self.classes) == 2 else 0
-        for i, c in enumerate(self.classes):
-            if c == label or str(c) == str(label):
-                return i
-        raise ExplanationError(f"Unknown class {label!r}; this model's classes are {list(self.classes)}.")
+        """Position of a class label (matched by value, then by its text; the default class for None)."""
+        return class_index(self.classes, label)
 
     def _column(self, array: np.ndarray, index: int, *, kind: str) -> np.ndarray:
         """One class's slice; the negative class of a single-output binary model is its exact complement."""
-        if not self.binary_single:
-            return array[..., index]
-        positive = array[..., 0]
-        if index == 1:
-            return positive
-        if kind != "values" and self.output == "probability":
-            return 1.0 - positive
-        return -positive
+        column, negate = output_column(index, binary_single=self.binary_single)
+        selected = array[..., column]
+        return complement(selected, output=self.output, kind=kind) if negate else selected
 
     def for_class(self, label: Any = None, *, view: str = "raw") -> Explanation:
         """The explanation of one class (default: the positive class, or the first of many)."""
@@ -127,23 +116,15 @@ class ExplainResult:
         def join(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
             return None if a is None or b is None else np.concatenate([a, b])
 
-        return ExplainResult(
+        return replace(
+            self,
             values=np.concatenate([self.values, other.values]),
             base=np.concatenate([self.base, other.base]),
             prediction=np.concatenate([self.prediction, other.prediction]),
             data=pd.concat([self.data, other.data], ignore_index=True),
             row_ids=np.concatenate([self.row_ids, other.row_ids]),
-            total_rows=self.total_rows,
-            feature_names=self.feature_names,
-            output=self.output,
-            method=self.method,
-            task=self.task,
-            classes=self.classes,
-            binary_single=self.binary_single,
             engineered=join(self.engineered, other.engineered),
             engineered_data=join(self.engineered_data, other.engineered_data),
-            engineered_names=self.engineered_names,
-            notes=self.notes,
         )
 
     def to_bytes(self) -> bytes:
@@ -212,23 +193,15 @@ class ExplainResult:
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[p]
 
-        return ExplainResult(
+        return replace(
+            self,
             values=self.values[p],
             base=self.base[p],
             prediction=self.prediction[p],
             data=self.data.iloc[p].reset_index(drop=True),
             row_ids=self.row_ids[p],
-            total_rows=self.total_rows,
-            feature_names=self.feature_names,
-            output=self.output,
-            method=self.method,
-            task=self.task,
-            classes=self.classes,
-            binary_single=self.binary_single,
             engineered=pick(self.engineered),
             engineered_data=pick(self.engineered_data),
-            engineered_names=self.engineered_names,
-            notes=self.notes,
         )
 
 

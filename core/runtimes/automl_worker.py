@@ -20,20 +20,6 @@ import numpy as np
 
 log = logging.getLogger("modellens.automl")
 
-PER_COLUMN_SCALERS = {"MaxAbsScaler", "StandardScalerWrapper", "StandardScaler", "MinMaxScaler", "RobustScaler"}
-TREE_MODELS = {
-    "LightGBMClassifier",
-    "LightGBMRegressor",
-    "XGBoostClassifier",
-    "XGBoostRegressor",
-    "RandomForestClassifier",
-    "RandomForestRegressor",
-    "ExtraTreesClassifier",
-    "ExtraTreesRegressor",
-    "DecisionTreeClassifier",
-    "DecisionTreeRegressor",
-}
-
 
 class Model:
     """The loaded AutoML pipeline, its parts, and the rows it was last asked about."""

@@ -4,8 +4,8 @@ The input is shap's own converted ensemble (``shap.TreeExplainer(model).model``)
 units, scalings and split rules match ``shap.TreeExplainer(model).shap_values(X)``
 (``model_output="raw"``, ``feature_perturbation="tree_path_dependent"``).
 
-Algorithm (see NOTES.md). For one leaf ``v`` reached by unique path features ``F_v``,
-let ``Q_j`` be the product of cover ratios of the splits on feature ``j`` along the path
+Algorithm (tests/core/test_treeshap.py checks it against shap). For one leaf ``v`` reached by unique path
+features ``F_v``, let ``Q_j`` be the product of cover ratios of the splits on feature ``j`` along the path
 and ``P_j`` in {0, 1} whether the row satisfies all of them. Path-dependent TreeSHAP is
 the Shapley value of ``v(S) = sum_v f_v prod_{j in S} P_j prod_{j not in S} Q_j`` and
 
