@@ -21,11 +21,11 @@ else:
         if st.form_submit_button("Create link", type="primary", icon=":material/share:"):
             with render.guard():
                 record = share.create(ctx, title=title, days=float(days))
-            st.session_state["_last_share_link"] = share.link(
+            app.share_link = share.link(
                 record, page="rows" if app.row is not None else "", row=app.row, class_label=app.class_label
             )
-    if st.session_state.get("_last_share_link"):
-        st.code(st.session_state["_last_share_link"], language=None, wrap_lines=True)
+    if app.share_link:
+        st.code(app.share_link, language=None, wrap_lines=True)
     owner = auth.current_user()
     records = loaders.store().shares_of(owner)
     st.subheader(f"Your shares ({len(records)})")
@@ -44,11 +44,11 @@ if st.button("Build report", icon=":material/description:"):
     with render.guard(), st.spinner("Building the report…"):
         pinned = [ctx.job.row(r).for_class(ctx.class_label).row(0) for r in rows]
         # kept in the session: a rerun (e.g. the background refinement finishing) must not lose the download
-        st.session_state["_report"] = (
+        app.report = (
             report_key,
             build_report(expl, ctx.model.card(), rows=pinned, title=ctx.source.label, notes=list(ctx.model.notices)),
         )
-built = st.session_state.get("_report")
+built = app.report
 if built and built[0] == report_key:  # only the report of what is on screen
     st.download_button(
         "Download report (HTML)",

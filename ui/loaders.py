@@ -155,15 +155,7 @@ def job(
     if address and _model.handle is not None:
         from core.batch.refiner import DaskRefiner
 
-        handle = _model.handle
-        refiner = DaskRefiner(
-            address,
-            _explainer,
-            model=handle.data,
-            model_name=handle.filename,
-            trusted=handle.trusted,
-            automl=handle.automl.version if handle.automl else None,
-        )
+        refiner = DaskRefiner.for_model(address, _explainer, _model)
     return ExplainJob(_explainer, budget_seconds=settings().explain_budget_seconds, refiner=refiner)
 
 
@@ -199,12 +191,6 @@ def model_importances(
 @st.cache_resource(show_spinner="Shuffling each column to measure permutation importance…", max_entries=32, ttl=TTL)
 def permutation(model_digest: str, data_digest: str, target: str, _model: LoadedModel, _aligned: Aligned) -> Outcome:
     """Permutation importance on (a sample of) the table with its target."""
-    frame = _aligned.frame
-    sample = frame.sample(min(len(frame), 2000), random_state=0)
-    y = _aligned.target.loc[sample.index] if _aligned.target is not None else None
-    if y is None:
+    if _aligned.target is None:
         return Outcome(error=ModelLensError("Permutation importance needs the target column."))
-    handle = _model.handle
-    assert handle is not None
-    target_values = y.to_numpy()
-    return _attempt(handle.call, "permutation_importance", frame=sample.reset_index(drop=True), target=target_values)
+    return _attempt(_model.permutation_importance, _aligned.frame, _aligned.target)

@@ -7,9 +7,11 @@ import time
 import streamlit as st
 
 from core.classes import default_class_index
+from core.data.alignment import Aligned
 from core.data.demo import DEMOS
 from core.engine.jobs import ExplainJob, describe_eta
 from core.errors import ModelLensError
+from core.loading.models import LoadedModel
 from ui import context, loaders, render, share, state
 
 MODEL_TYPES = ["pkl", "pickle", "joblib", "skops", "json", "ubj", "txt", "cbm", "zip", "z", "gz", "bz2", "xz", "lzma"]
@@ -111,25 +113,25 @@ def _shared_header(share_id: str) -> bool:
 
 
 def _share_button(ctx: context.Context, page: str) -> None:
+    app = state.get()
     if st.button("Share this view", icon=":material/share:", help="Save model, table and explanations; get a link"):
         with render.guard():
             record = share.create(ctx)
-        app = state.get()
-        st.session_state["_last_share_link"] = share.link(record, page=page, row=app.row, class_label=app.class_label)
-    if st.session_state.get("_last_share_link"):
+        app.share_link = share.link(record, page=page, row=app.row, class_label=app.class_label)
+    if app.share_link:
         st.caption("Anyone with this link sees this view, read-only:")
-        st.code(st.session_state["_last_share_link"], language=None, wrap_lines=True)
+        st.code(app.share_link, language=None, wrap_lines=True)
 
 
-def _selectors(model: object, aligned: object) -> None:
+def _selectors(model: LoadedModel, aligned: Aligned) -> None:
     app = state.get()
-    if getattr(aligned, "target_name", None) is None and getattr(aligned, "ignored", ()):
-        options = ["(none)", *aligned.ignored]  # type: ignore[attr-defined]
+    if aligned.target_name is None and aligned.ignored:
+        options = ["(none)", *aligned.ignored]
         pick = st.selectbox(
             "Target column", options, help="Shown as the actual value; enables metrics and permutation importance."
         )
         app.target = None if pick == "(none)" else pick
-    classes = getattr(model, "classes", None)
+    classes = model.classes
     if classes:
         labels = [str(c) for c in classes]
         default = (
@@ -140,7 +142,7 @@ def _selectors(model: object, aligned: object) -> None:
         app.class_label = st.selectbox("Class explained", labels, index=default, key="class_pick")
     else:
         app.class_label = None  # a regressor has no class: a stale ?class= would stay in the link
-    outputs = list(getattr(model, "outputs", ()))
+    outputs = list(model.outputs)
     if len(outputs) > 1:
         current = app.output if app.output in outputs else outputs[0]
         app.output = st.segmented_control("Units", outputs, default=current, key="output_pick") or current

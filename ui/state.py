@@ -35,6 +35,8 @@ class AppState:
     pinned: list[int] = field(default_factory=list)
     adopted_share: str | None = None
     start_page: str | None = None
+    share_link: str | None = None  # the last link this session created (shown until a new one)
+    report: tuple[tuple[object, ...], str] | None = None  # (what it shows, the HTML): survives reruns
 
 
 def _from_url(state: AppState) -> None:

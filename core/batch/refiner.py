@@ -1,5 +1,7 @@
 """The dashboard's rows explained on a Dask scheduler, and finished batch runs read back as dashboard results."""
 
+from __future__ import annotations
+
 import threading
 import uuid
 from typing import Any
@@ -9,7 +11,8 @@ import pandas as pd
 
 from core.batch.job import BatchResult
 from core.batch.task import explain_rows_task
-from core.errors import CancelledError
+from core.errors import CancelledError, ModelLoadError
+from core.loading.models import LoadedModel
 
 __all__ = ["DaskRefiner", "batch_explain_result"]
 
@@ -42,6 +45,21 @@ class DaskRefiner:
             "output": explainer.output,
             "seed": explainer.seed,
         }
+
+    @classmethod
+    def for_model(cls, address: str, explainer: Any, model: LoadedModel) -> DaskRefiner:
+        """The refiner of a loaded model's explainer (the tasks carry the model's bytes, as its workers do)."""
+        handle = model.handle
+        if handle is None:
+            raise ModelLoadError("This model card has no worker attached; load the model again.")
+        return cls(
+            address,
+            explainer,
+            model=handle.data,
+            model_name=handle.filename,
+            trusted=handle.trusted,
+            automl=handle.automl.version if handle.automl else None,
+        )
 
     def __call__(self, rows: np.ndarray, progress: Any, cancel: threading.Event) -> Any:
         """Explain ``rows``, reporting ``progress(done, total)``; ``cancel`` stops the remaining tasks."""

@@ -211,6 +211,22 @@ class LoadedModel:
             raise ModelLoadError("This model card has no worker attached; load the model again.")
         return np.asarray(self.handle.call("predict", frame=frame, output=output or self.outputs[0]))
 
+    def permutation_importance(
+        self, frame: pd.DataFrame, target: pd.Series, *, rows: int = 2000, seed: int = 0
+    ) -> dict[str, Any]:
+        """Drop in the model's score when each raw column is shuffled, on a seeded sample of ``rows`` rows.
+
+        Returns ``{"mean", "std"}`` per raw column of ``frame`` and the ``scoring`` used (accuracy or R²).
+        """
+        if self.handle is None:
+            raise ModelLoadError("This model card has no worker attached; load the model again.")
+        sample = frame.sample(min(len(frame), rows), random_state=seed)
+        values = target.loc[sample.index].to_numpy()
+        result: dict[str, Any] = self.handle.call(
+            "permutation_importance", frame=sample.reset_index(drop=True), target=values, seed=seed
+        )
+        return result
+
 
 def _automl_details(card: dict[str, Any]) -> dict[str, Any] | None:
     if card.get("library") != "Azure AutoML":
