@@ -155,7 +155,7 @@ def _card(model: Model) -> dict[str, Any]:
     dt = model.dt
     summary = dt.get_featurization_summary()
     members = []
-    for name, weight, member in zip(model.member_names, model.weights, model.members):  # noqa: B905 - Python 3.9 runtimes have no zip(strict=)
+    for name, weight, member in zip(model.member_names, model.weights, model.members):
         steps = [type(s).__name__ for _, s in getattr(member, "steps", [("model", member)])]
         members.append({"name": name, "weight": weight, "steps": steps, "algorithm": steps[-1]})
     types = {str(row["RawFeatureName"]): str(row["TypeDetected"]) for row in summary}
@@ -260,12 +260,12 @@ def op_coalitions(
     dense_bg = background.toarray() if sparse else np.asarray(background, dtype=np.float64)
     b = dense_bg.shape[0]
     out = []
-    for position, mask in zip(positions, masks):  # noqa: B905 - Python 3.9 runtimes have no zip(strict=)
+    for position, mask in zip(positions, masks):
         x = rows[position].toarray()[0] if sparse else np.asarray(rows[position], dtype=np.float64)
         use_x = np.asarray(mask, dtype=bool)[:, np.clip(source, 0, None)] & (source >= 0)[None, :]  # (C, E)
         stacked = np.where(np.repeat(use_x, b, axis=0), x[None, :], np.tile(dense_bg, (len(mask), 1)))
         matrix = sp.csr_matrix(stacked) if sparse else stacked
-        value = sum(w * model.member_output(i, matrix, threads) for i, w in zip(members, weights))  # noqa: B905 - Python 3.9 runtimes have no zip(strict=)
+        value = sum(w * model.member_output(i, matrix, threads) for i, w in zip(members, weights))
         out.append(value.reshape(len(mask), b, -1).mean(axis=1))
     return out
 
