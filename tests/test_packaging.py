@@ -54,3 +54,15 @@ def test_install_script_accepts_exactly_the_supported_pythons():
     requires = SpecifierSet(PROJECT["requires-python"])
     accepted = [f"3.{minor}" for minor in range(6, 20) if Version(f"3.{minor}.0") in requires]
     assert supported == accepted == ["3.11", "3.12", "3.13"]
+
+
+def test_pre_commit_runs_what_make_lint_runs():
+    import yaml
+
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    lint = {line.strip().removeprefix("$(BIN)/") for line in recipe if line.startswith("\t")}
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["entry"].removeprefix(".venv/bin/") for repo in config["repos"] for hook in repo["hooks"]}
+    assert {"ruff check .", "ruff format --check .", "mypy", "hadolint Dockerfile"} <= lint
+    assert hooks == lint
