@@ -46,8 +46,9 @@ lint: $(VENV)/.dev ## ruff check, ruff format --check, hadolint
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
 
-pytest: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## Run the whole pytest suite (unit, AppTest, AutoML, browser)
-	$(BIN)/python -m pytest -q
+pytest: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## The whole pytest suite (unit, AppTest, AutoML, browser) + coverage
+	mkdir -p test-artifacts/coverage
+	$(BIN)/python -m pytest -q --cov --cov-report=term --cov-report=html
 
 test: lint pytest ## Everything CI runs: lint + the whole test suite
 
