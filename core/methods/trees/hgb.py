@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from core.methods.trees.treeshap import UnsupportedModelError
-from core.methods.trees.xgb import XGBEnsemble, _fill_expectations
+from core.methods.trees.xgb import XGBEnsemble, _fill_expectations, padded_ensemble
 
 __all__ = ["MAX_LEVELS", "encode_rows", "from_model"]
 
@@ -54,7 +54,7 @@ def _tree(predictor: Any, order: np.ndarray) -> tuple[np.ndarray, ...]:
     values = np.where(leaf, nodes["value"], 0.0).astype(np.float64)
     cover = nodes["count"].astype(np.float64)
     _fill_expectations(left, right, values, cover)
-    return left, right, default, features, thresholds, categorical.astype(np.int32), values, cover
+    return left, right, default, features, thresholds, values, cover, categorical.astype(np.int32)
 
 
 def from_model(est: Any) -> XGBEnsemble:
@@ -70,28 +70,11 @@ def from_model(est: Any) -> XGBEnsemble:
         raise UnsupportedModelError(f"a categorical column has more than {MAX_LEVELS} levels")
     per_iteration = int(est.n_trees_per_iteration_)
     parsed = [_tree(p, order) for iteration in est._predictors for p in iteration]
-    k, width = len(parsed), max(len(p[0]) for p in parsed)
-
-    def pad(i: int, fill: float, dtype: Any) -> np.ndarray:
-        out = np.full((k, width), fill, dtype=dtype)
-        for t, p in enumerate(parsed):
-            out[t, : len(p[i])] = p[i]
-        return out
-
-    tree_class = np.arange(k) % per_iteration
-    values = np.zeros((k, width, per_iteration))
-    for t, p in enumerate(parsed):
-        values[t, : len(p[6]), tree_class[t]] = p[6]
-    return XGBEnsemble(
-        children_left=pad(0, -1, np.int32),
-        children_right=pad(1, -1, np.int32),
-        children_default=pad(2, -1, np.int32),
-        features=pad(3, -1, np.int32),
-        thresholds=pad(4, 0.0, np.float64),
-        threshold_types=pad(5, 0, np.int32),
-        values=values,
-        node_sample_weight=pad(7, 0.0, np.float64),
-        tree_class=tree_class.astype(np.int64),
+    tree_class = np.arange(len(parsed)) % per_iteration
+    return padded_ensemble(
+        parsed,
+        tree_class,
+        per_iteration,
         base_offset=np.asarray(est._baseline_prediction, dtype=np.float64).reshape(-1),
         input_dtype="float64",
     )

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.methods.trees.xgb import MAX_KERNEL_LEVELS, UnsupportedBooster, XGBEnsemble, _fill_expectations
+from core.methods.trees.xgb import (
+    MAX_KERNEL_LEVELS,
+    UnsupportedBooster,
+    XGBEnsemble,
+    _fill_expectations,
+    padded_ensemble,
+)
 
 __all__ = ["MAX_KERNEL_LEVELS", "categorical_inputs", "encode_rows", "from_booster"]
 _OUT_OF_RANGE = 32.0  # a kernel input whose bit (31) no bitset here sets: the row goes right
@@ -92,49 +98,15 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
     per_iteration = int(doc.get("num_tree_per_iteration", 1))
     trees = doc["tree_info"][: n_trees or None]
     flat = [_flatten(t["tree_structure"]) for t in trees]
-    width, k = max(len(f[0]) for f in flat), len(flat)
     outputs = max(1, int(doc.get("num_class", 1))) if per_iteration > 1 else 1
-    arrays = {
-        name: np.full((k, width), fill, dtype=dtype)
-        for name, fill, dtype in (
-            ("left", -1, np.int32),
-            ("right", -1, np.int32),
-            ("default", -1, np.int32),
-            ("feature", -1, np.int32),
-            ("threshold", 0.0, np.float64),
-            ("count", 0.0, np.float64),
-            ("kind", 0, np.int32),
-        )
-    }
-    values = np.zeros((k, width, outputs))
-    tree_class = np.arange(k) % per_iteration if outputs > 1 else np.zeros(k, dtype=np.int64)
-    for t, (left, right, default, feature, threshold, value, count, kind) in enumerate(flat):
-        n = len(left)
-        for name, data in (
-            ("left", left),
-            ("right", right),
-            ("default", default),
-            ("feature", feature),
-            ("threshold", threshold),
-            ("count", count),
-            ("kind", kind),
-        ):
-            arrays[name][t, :n] = data
-        leaf_values = np.asarray(value, dtype=np.float64)
-        _fill_expectations(arrays["left"][t, :n], arrays["right"][t, :n], leaf_values, arrays["count"][t, :n])
-        values[t, :n, tree_class[t]] = leaf_values
-    return XGBEnsemble(
-        children_left=arrays["left"],
-        children_right=arrays["right"],
-        children_default=arrays["default"],
-        features=arrays["feature"],
-        thresholds=arrays["threshold"],
-        threshold_types=arrays["kind"],
-        values=values,
-        node_sample_weight=arrays["count"],
-        tree_class=tree_class.astype(np.int64),
-        input_dtype="float64",
-        categorical_levels=_kernel_levels(booster),
+    tree_class = np.arange(len(flat)) % per_iteration if outputs > 1 else np.zeros(len(flat), dtype=np.int64)
+    parsed = []
+    for left, right, default, feature, threshold, value, count, kind in flat:
+        leaf_values, cover = np.asarray(value, dtype=np.float64), np.asarray(count, dtype=np.float64)
+        _fill_expectations(np.asarray(left, dtype=np.int32), np.asarray(right, dtype=np.int32), leaf_values, cover)
+        parsed.append((left, right, default, feature, threshold, leaf_values, cover, kind))
+    return padded_ensemble(
+        parsed, tree_class, outputs, input_dtype="float64", categorical_levels=_kernel_levels(booster)
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,8 +136,22 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
     model = booster_doc["model"]
     trees = model["trees"][: n_trees or None]
     parsed = [_tree_arrays(t) for t in trees]
-    width = max(len(p[0]) for p in parsed)
-    k = len(parsed)
+    tree_class = np.asarray(model["tree_info"][: len(parsed)], dtype=np.int64)
+    return padded_ensemble(parsed, tree_class, outputs, categorical_levels=levels)
+
+
+def padded_ensemble(
+    parsed: Sequence[Sequence[Any]], tree_class: np.ndarray, n_outputs: int, **extra: Any
+) -> XGBEnsemble:
+    """Trees read one by one, padded into the kernel's arrays (XGBoost, LightGBM and HistGradientBoosting share it).
+
+    Args:
+        parsed: Per tree, (left, right, default, features, thresholds, leaf values, cover, threshold types).
+        tree_class: The output (class) each tree adds to.
+        n_outputs: How many outputs the ensemble has.
+        **extra: The ensemble's other fields (base offset, input dtype, categorical levels).
+    """
+    k, width = len(parsed), max(len(p[0]) for p in parsed)
 
     def pad(i: int, fill: float, dtype: Any) -> np.ndarray:
         out = np.full((k, width), fill, dtype=dtype)
@@ -144,8 +159,7 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
             out[t, : len(p[i])] = p[i]
         return out
 
-    tree_class = np.asarray(model["tree_info"][:k], dtype=np.int64)
-    values = np.zeros((k, width, outputs))
+    values = np.zeros((k, width, n_outputs))
     for t, p in enumerate(parsed):
         values[t, : len(p[5]), tree_class[t]] = p[5]
     return XGBEnsemble(
@@ -157,8 +171,8 @@ def from_booster(booster: Any, n_trees: int | None = None) -> XGBEnsemble:
         threshold_types=pad(7, 0, np.int32),
         values=values,
         node_sample_weight=pad(6, 0.0, np.float64),
-        tree_class=tree_class,
-        categorical_levels=levels,
+        tree_class=np.asarray(tree_class, dtype=np.int64),
+        **extra,
     )
 
 
