@@ -41,9 +41,10 @@ automl-runtime: $(VENV)/.project ## Install the Azure AutoML runtime (Python 3.1
 	  $$SUDO apt-get update && $$SUDO apt-get install -y cmake g++; }
 	$(BIN)/modellens runtime install azureml-automl
 
-lint: $(VENV)/.dev ## ruff check, ruff format --check, hadolint
+lint: $(VENV)/.dev ## ruff check, ruff format --check, mypy (strict, core/), hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
 pytest: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## The whole pytest suite (unit, AppTest, AutoML, browser) + coverage

@@ -96,7 +96,7 @@ def pack_arrays(arrays: dict[str, np.ndarray | None], meta: dict[str, Any]) -> b
         if array.dtype.hasobject:
             raise ValueError(f"array {name!r} has an object dtype; only plain numbers may be stored")
     header = np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8)
-    np.savez_compressed(buf, __meta__=header, **present)
+    np.savez_compressed(buf, __meta__=header, **present)  # type: ignore[arg-type]  # **present: arrays, not allow_pickle
     return buf.getvalue()
 
 
@@ -257,7 +257,7 @@ class ShareStore:
         """Remove expired shares and blobs no share refers to (older than min_age, so saves in flight survive)."""
         with self._db() as db:
             db.execute("DELETE FROM shares WHERE expires <= ?", (time.time(),))
-            used = set()
+            used: set[str] = set()
             for row in db.execute("SELECT model_sha, data_sha, result_sha FROM shares"):
                 used.update(x for x in row if x)
         removed = 0
@@ -272,4 +272,4 @@ class ShareStore:
 def _record(row: tuple[Any, ...]) -> ShareRecord:
     """A database row as a record: the columns in the dataclass's field order, settings decoded from JSON."""
     *head, settings, model_bytes, data_bytes = row
-    return ShareRecord(*head, json.loads(settings), model_bytes, data_bytes)
+    return ShareRecord(*head, json.loads(settings), model_bytes, data_bytes)  # type: ignore[call-arg]  # head: 10 columns

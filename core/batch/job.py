@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ import pandas as pd
 from core.batch.sources import data_fingerprint, filesystem, open_table
 from core.batch.task import MINI_BATCH_ROWS, explain_task
 from core.errors import CancelledError, DataError, ModelLensError
+
+if TYPE_CHECKING:
+    from distributed import LocalCluster
 
 __all__ = ["BatchJob", "BatchProgress", "BatchResult"]
 
@@ -137,7 +140,7 @@ class BatchJob:
     ):
         self.data, self.out, self.storage_options = data, out, storage_options
         self.model_bytes, self.model_name = self._model_bytes(model, model_name)
-        self.settings = {
+        self.settings: dict[str, Any] = {
             "output": output,
             "class_label": None if class_label is None else str(class_label),
             "sample": sample,
@@ -146,6 +149,7 @@ class BatchJob:
             "target": target,
         }
         self.trusted, self.resume, self.mini_batch = trusted, resume, mini_batch
+        self._own_cluster: LocalCluster | None
         self._client, self._own_cluster = client, None
         self._workers, self._cluster_address = workers, cluster
         self._futures: list[Any] = []

@@ -1,7 +1,7 @@
 """Reading a batch run's table: a local path or an fsspec URL, one file or a folder of parts."""
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from core.errors import DataError
 
@@ -13,7 +13,7 @@ def filesystem(url: str, storage_options: dict[str, Any] | None = None) -> tuple
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+        return cast("tuple[Any, str]", fsspec.core.url_to_fs(url, **(storage_options or {})))
     except (ImportError, ValueError) as exc:
         scheme = url.split("://", 1)[0]
         raise DataError(

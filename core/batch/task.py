@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -142,9 +143,12 @@ def _cancel_event(name: str | None) -> Any:
         return None
 
 
-def _write_task(out: str, storage_options: dict[str, Any] | None, index: int, table: pd.DataFrame, stats: dict) -> None:
+def _write_task(
+    out: str, storage_options: dict[str, Any] | None, index: int, table: pd.DataFrame, stats: dict[str, Any]
+) -> None:
     """The Parquet file, then its statistics (the completion marker), each written to a temp name and renamed."""
     fs, root = filesystem(out, storage_options)
+    write: Callable[[Any], object]
     for name, write in (
         (f"part-{index:05d}.parquet", lambda fh: table.to_parquet(fh, index=False)),
         (f"_part-{index:05d}.json", lambda fh: fh.write(json.dumps(stats).encode())),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -100,6 +101,7 @@ def _quote(name: str) -> str:
 
 def _split(text: str, separator: str) -> list[str]:
     """Split on ``separator`` outside quotes (``"…"``, ``'…'`` or backticks)."""
+    current: list[str]
     parts, current, quote = [], [], None
     for char in text:
         if quote:
@@ -193,6 +195,6 @@ def _compare(column: pd.Series, op: str, value: str) -> tuple[np.ndarray, str | 
 def _word(table: pd.DataFrame, word: str) -> np.ndarray:
     word = _unquote(word)
     if word.lower().startswith("row:") and word[4:].isdigit():
-        return (table["row"] == int(word[4:])).to_numpy()
+        return cast(np.ndarray, (table["row"] == int(word[4:])).to_numpy())
     text = table.astype(str).apply(lambda c: c.str.contains(word, case=False, regex=False))
-    return text.any(axis=1).to_numpy()
+    return cast(np.ndarray, text.any(axis=1).to_numpy())

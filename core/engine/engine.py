@@ -195,7 +195,10 @@ class Engine:
             return
         self.plan = self._plan(background)
         self.method = self._agnostic(background) if agnostic else self._choose(background)
-        self.folded = not isinstance(self.method, PermutationMethod) and not self.plan.is_identity
+        # only the permutation method runs without a plan
+        self.folded = (
+            not isinstance(self.method, PermutationMethod) and self.plan is not None and not self.plan.is_identity
+        )
 
     # -- planning -------------------------------------------------------------------------------------
     def _plan(self, background: pd.DataFrame) -> FoldPlan | None:
@@ -363,6 +366,9 @@ class Engine:
             values, base, pred = self.method.explain(frame.reset_index(drop=True), row_ids)
             result = EngineResult(values, base, pred)
         elif getattr(self.model, "is_automl", False):
+            from core.methods.automl import AutoMLEnsemble  # already imported by _automl
+
+            assert isinstance(self.method, AutoMLEnsemble)
             values, base, pred = self.method.explain(frame.reset_index(drop=True), row_ids)
             engineered = self.method.last_engineered
             data = self.method.last_engineered_data if engineered is not None else None

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -264,10 +264,10 @@ class _RemoteBackend:
 
     def _build(self, worker: int, n_threads: int | None = None) -> dict[str, Any]:
         spec = dict(self.spec, n_threads=n_threads or self.spec["n_threads"])
-        return self.handle.call("engine", index=worker, key=self.key, **spec)
+        return cast("dict[str, Any]", self.handle.call("engine", index=worker, key=self.key, **spec))
 
     def explain(self, frame: pd.DataFrame, row_ids: np.ndarray, worker: int = 0) -> dict[str, Any]:
-        return self._call("explain", worker, frame=frame, row_ids=row_ids)
+        return cast("dict[str, Any]", self._call("explain", worker, frame=frame, row_ids=row_ids))
 
     def _call(self, op: str, worker: int = 0, **payload: Any) -> Any:
         """A request on the engine; a fresh worker (after a crash or reap) gets the engine rebuilt first."""
@@ -281,7 +281,7 @@ class _RemoteBackend:
         return float(self._call("estimate", frame=frame))
 
     def importances(self, background: pd.DataFrame) -> dict[str, Any]:
-        return self._call("importances", background=background)
+        return cast("dict[str, Any]", self._call("importances", background=background))
 
     def parallelism(self) -> int:
         import os
@@ -453,7 +453,10 @@ class Explainer:
         """The model's own importances (raw columns), when it has them."""
         if not hasattr(self._backend, "importances"):
             return {}
-        return self._backend.importances(self.data.iloc[sample_order(self.n_rows, self.seed)[:BACKGROUND_ROWS]])
+        return cast(
+            "dict[str, Any]",
+            self._backend.importances(self.data.iloc[sample_order(self.n_rows, self.seed)[:BACKGROUND_ROWS]]),
+        )
 
 
 def _run_chunks(run: Callable[[int, int], None], n_chunks: int, parallel: int) -> None:
@@ -462,6 +465,7 @@ def _run_chunks(run: Callable[[int, int], None], n_chunks: int, parallel: int) -
         for i in range(n_chunks):
             run(i, 0)
         return
+    failure: list[BaseException]
     next_index, failure = [0], []
     lock = threading.Lock()
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -111,8 +111,8 @@ def top_with_other(importance: Importance, top_n: int) -> tuple[list[str], np.nd
 
 def _codes(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    return pd.Series(pd.Categorical(series.astype(str))).cat.codes.to_numpy(dtype=np.float64)
+        return cast(np.ndarray, series.to_numpy(dtype=np.float64, na_value=np.nan))
+    return cast(np.ndarray, pd.Series(pd.Categorical(series.astype(str))).cat.codes.to_numpy(dtype=np.float64))
 
 
 def strongest_interaction(expl: Explanation, feature: str, *, bins: int = 10) -> str | None:

@@ -52,7 +52,7 @@ def numba_cache_read_only() -> None:
         from numba.core import caching
     except ImportError:  # the Azure AutoML runtime has no numba
         return
-    save = caching.Cache.save_overload
+    save: Any = caching.Cache.save_overload  # numba leaves it unannotated
 
     def save_overload(self: Any, sig: Any, data: Any) -> None:
         try:
@@ -60,7 +60,7 @@ def numba_cache_read_only() -> None:
         except OSError:
             log.debug("numba's cache is read-only in the sandbox: %s not saved", sig)
 
-    caching.Cache.save_overload = save_overload
+    caching.Cache.save_overload = save_overload  # type: ignore[method-assign]  # deliberate patch, see above
 
 
 class WorkerState:

@@ -15,7 +15,7 @@ import io
 import json
 import math
 import struct
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def _to_plain(value: Any, blobs: list[bytes]) -> Any:
     raise WireError(f"cannot send a {type(value).__name__} across the worker boundary")
 
 
-def _array_ref(array: np.ndarray, blobs: list[bytes]) -> dict:
+def _array_ref(array: np.ndarray, blobs: list[bytes]) -> dict[str, Any]:
     if array.dtype.hasobject:
         return {"$list": [_scalar(v) for v in array.tolist()], "shape": list(array.shape)}
     buf = io.BytesIO()
@@ -73,7 +73,7 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
-def _frame_ref(frame: Any, blobs: list[bytes]) -> dict | None:
+def _frame_ref(frame: Any, blobs: list[bytes]) -> dict[str, Any] | None:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is always present in ModelLens environments
@@ -88,7 +88,7 @@ def _frame_ref(frame: Any, blobs: list[bytes]) -> dict | None:
     return {"$frame": columns, "n": len(frame)}
 
 
-def _column_ref(name: str, col: Any, blobs: list[bytes]) -> dict:
+def _column_ref(name: str, col: Any, blobs: list[bytes]) -> dict[str, Any]:
     import pandas as pd
 
     dtype = col.dtype
@@ -129,7 +129,7 @@ def _from_plain(value: Any, blobs: list[bytes]) -> Any:
     return {k: _from_plain(v, blobs) for k, v in value.items()}
 
 
-def _frame_from(ref: dict, blobs: list[bytes]) -> Any:
+def _frame_from(ref: dict[str, Any], blobs: list[bytes]) -> Any:
     import pandas as pd
 
     data = {}
@@ -174,7 +174,7 @@ def decode(message: bytes) -> Any:
     return _from_plain(header["payload"], blobs)
 
 
-def write_message(stream: BinaryIO, payload: Any) -> None:
+def write_message(stream: IO[bytes], payload: Any) -> None:
     """Write one length-prefixed message to a binary stream and flush it."""
     body = encode(payload)
     stream.write(struct.pack("<Q", len(body)))

@@ -188,7 +188,7 @@ class LoadedModel:
     @property
     def isolation(self) -> str:
         """One sentence on the OS sandbox the model runs in (for the model card)."""
-        reports = [self.runtime.get("sandbox"), self.runtime.get("runtime_sandbox")]
+        reports: list[Any] = [self.runtime.get("sandbox"), self.runtime.get("runtime_sandbox")]
         reports = [r for r in reports if r is not None]
         if not reports or not all(r.get("active") for r in reports):
             return "Not sandboxed: this server was told to open models without the OS sandbox."

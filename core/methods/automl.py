@@ -24,7 +24,7 @@ import logging
 import os
 import uuid
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -122,7 +122,7 @@ def _dense(matrix: dict[str, Any], *, missing_absent: bool = False) -> np.ndarra
 
     csr = sp.csr_matrix((matrix["data"], matrix["indices"], matrix["indptr"]), shape=tuple(matrix["shape"]))
     if not missing_absent:
-        return csr.toarray()
+        return cast(np.ndarray, csr.toarray())
     out = np.full(csr.shape, np.nan)
     coo = csr.tocoo()
     out[coo.row, coo.col] = coo.data

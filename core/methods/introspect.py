@@ -6,7 +6,7 @@ Runs in the worker next to the model object; the result (a "model card" dict) is
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -82,7 +82,7 @@ def _booster_feature_names(model: Any) -> list[str] | None:
     module, name = type(model).__module__, type(model).__name__
     if module.startswith("xgboost"):
         booster = model.get_booster() if hasattr(model, "get_booster") else model
-        return booster.feature_names
+        return cast("list[str] | None", booster.feature_names)
     if module.startswith("lightgbm"):
         booster = model.booster_ if hasattr(model, "booster_") else model
         names = booster.feature_name()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ class _Columns:
     def __init__(self, frame: pd.DataFrame | np.ndarray):
         self.is_frame = isinstance(frame, pd.DataFrame)
         if self.is_frame:
+            assert isinstance(frame, pd.DataFrame)
             self.names = list(frame.columns)
             self.dtypes = list(frame.dtypes)
             self.arrays = [frame.iloc[:, j].to_numpy() for j in range(frame.shape[1])]
@@ -159,7 +160,7 @@ class PermutationMethod(Method):
         """Shapley values (F, K) of one row from its coalition values v (C, K)."""
         f = self.n_features
         if f == 1:
-            return (fx - self.base)[None, :]
+            return cast(np.ndarray, (fx - self.base)[None, :])
         if self.exact:
             return self._exact_values(v, fx)
         phi = np.zeros((f, len(fx)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pandas as pd
 
 __all__ = ["neutralise_formula", "safe_table", "shap_csv", "shap_parquet"]
@@ -28,7 +30,7 @@ def safe_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def shap_csv(frame: pd.DataFrame) -> bytes:
     """A SHAP table (``Explanation.to_frame()``) as spreadsheet-safe CSV bytes."""
-    return safe_table(frame).to_csv(index=False).encode("utf-8")
+    return cast(bytes, safe_table(frame).to_csv(index=False).encode("utf-8"))
 
 
 def shap_parquet(frame: pd.DataFrame) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -142,7 +142,7 @@ def _swarm_offsets(x: np.ndarray, nbins: int = 100, height: float = 0.4) -> np.n
     rank = np.arange(len(x)) - np.repeat(starts, np.diff(np.r_[starts, len(x)]))
     offsets = np.empty(len(x))
     offsets[order] = np.ceil(rank / 2) * np.where(rank % 2 == 1, 1.0, -1.0)
-    return offsets * (height / max(1.0, np.abs(offsets).max() + 1))
+    return cast(np.ndarray, offsets * (height / max(1.0, np.abs(offsets).max() + 1)))
 
 
 def _normalise(series: pd.Series) -> tuple[np.ndarray, bool]:

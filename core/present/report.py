@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from typing import Any
+from typing import Any, cast
 
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
@@ -35,7 +35,10 @@ def _e(value: Any) -> str:
 
 
 def _figure(fig: Any) -> str:
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+    return cast(
+        str,
+        pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True}),
+    )
 
 
 def _card_rows(card: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ import logging
 import os
 import platform
 import tempfile
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,6 +23,8 @@ log = logging.getLogger("modellens.automl")
 
 class Model:
     """The loaded AutoML pipeline, its parts, and the rows it was last asked about."""
+
+    sources: list[int]  # each engineered column's raw column, set by op_load
 
     def __init__(self, obj: Any):
         self.obj = obj
@@ -60,6 +62,7 @@ class Model:
         if self.task == "regression":
             return np.asarray(_call(member, Xt, method, threads), dtype=np.float64).reshape(-1, 1)
         proba = np.asarray(_call(member, Xt, method, threads), dtype=np.float64)
+        assert self.ensemble_classes is not None  # set for every classifier
         member_classes = list(getattr(member, "classes_", self.ensemble_classes))
         if member_classes == self.ensemble_classes:
             return proba
@@ -70,7 +73,7 @@ class Model:
 
     def ensemble_output(self, Xt: Any) -> np.ndarray:
         """The weighted members on engineered rows (equals the pipeline's own output)."""
-        return sum(w * self.member_output(i, Xt) for i, w in enumerate(self.weights))
+        return cast(np.ndarray, sum(w * self.member_output(i, Xt) for i, w in enumerate(self.weights)))
 
     def output(self, frame: Any) -> np.ndarray:
         """The whole pipeline's own output on raw rows: predict_proba (n, K) or predict (n, 1)."""
@@ -163,7 +166,7 @@ def _card(model: Model) -> dict[str, Any]:
         "library": "Azure AutoML",
         "class_name": f"{type(model.obj).__module__}.{type(model.obj).__name__}",
         "estimator": type(model.final).__name__,
-        "task": model.task if model.task == "regression" else ("binary" if len(model.classes) == 2 else "multiclass"),
+        "task": model.task if model.task == "regression" else ("binary" if len(model.classes) == 2 else "multiclass"),  # type: ignore[arg-type]  # classifier: classes set
         "classes": model.classes,
         "feature_names": [str(c) for c in dt._raw_feature_names],
         "n_features": len(dt._raw_feature_names),
@@ -233,7 +236,7 @@ def op_member_outputs(state: Any, which: str, members: list[int]) -> list[np.nda
 
 def op_predict(state: Any, frame: Any) -> np.ndarray:
     """The pipeline's own output on raw rows."""
-    return state.model.output(_frame(state.model, frame))
+    return cast(np.ndarray, state.model.output(_frame(state.model, frame)))
 
 
 def op_coalitions(
@@ -254,14 +257,14 @@ def op_coalitions(
     import scipy.sparse as sp
 
     model = state.model
-    rows, background = _kept(state, rows), _kept(state, background)
+    rows, background = _kept(state, rows), _kept(state, background)  # names rebound to matrices
     sparse = hasattr(rows, "tocsr")
     source = np.asarray(model.sources, dtype=np.int64)
-    dense_bg = background.toarray() if sparse else np.asarray(background, dtype=np.float64)
+    dense_bg = background.toarray() if sparse else np.asarray(background, dtype=np.float64)  # type: ignore[attr-defined]  # rebound
     b = dense_bg.shape[0]
     out = []
     for position, mask in zip(positions, masks):
-        x = rows[position].toarray()[0] if sparse else np.asarray(rows[position], dtype=np.float64)
+        x = rows[position].toarray()[0] if sparse else np.asarray(rows[position], dtype=np.float64)  # type: ignore[attr-defined]  # rebound
         use_x = np.asarray(mask, dtype=bool)[:, np.clip(source, 0, None)] & (source >= 0)[None, :]  # (C, E)
         stacked = np.where(np.repeat(use_x, b, axis=0), x[None, :], np.tile(dense_bg, (len(mask), 1)))
         matrix = sp.csr_matrix(stacked) if sparse else stacked

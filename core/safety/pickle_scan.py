@@ -115,6 +115,8 @@ class _Machine:
 
     def step(self, op: pickletools.OpcodeInfo, arg: object) -> None:
         """Apply one opcode's effect on the symbolic stack (O(1) amortised)."""
+        module: object  # a str from GLOBAL, anything from the stack for STACK_GLOBAL
+        attr: object
         name, stack = op.name, self.stack
         if name == "GLOBAL" and isinstance(arg, str):
             module, _, attr = arg.partition(" ")

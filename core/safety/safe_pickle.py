@@ -46,12 +46,17 @@ import sys
 import types
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
 from core.errors import MissingDependencyError, ModelLoadError, UnsafeModelError
 from core.safety import allowlist, state_audit
+
+if TYPE_CHECKING:  # typing.TypeGuard is Python 3.10+; the AutoML runtime imports this module under 3.9
+    from typing import TypeGuard
 
 __all__ = [
     "Policy",
@@ -105,13 +110,13 @@ class Policy:
             ``StandardScalerWrapper.cls = sklearn.preprocessing.StandardScaler``).
     """
 
-    exact: dict = field(default_factory=lambda: dict(allowlist.EXACT))
-    classes: frozenset = allowlist.SKLEARN_CLASSES
-    class_prefixes: tuple = allowlist.CLASS_PREFIXES
+    exact: dict[tuple[str, str], str] = field(default_factory=lambda: dict(allowlist.EXACT))
+    classes: frozenset[tuple[str, str]] = allowlist.SKLEARN_CLASSES
+    class_prefixes: tuple[str, ...] = allowlist.CLASS_PREFIXES
     allow_getattr: bool = False
-    getattr_targets: frozenset = frozenset()
+    getattr_targets: frozenset[tuple[str, str, str]] = frozenset()
     max_bytes: int = 1024 * 1024 * 1024
-    value_class_prefixes: tuple = ()
+    value_class_prefixes: tuple[str, ...] = ()
 
 
 def default_policy(max_bytes: int = 1024 * 1024 * 1024) -> Policy:
@@ -154,8 +159,8 @@ class SafeLoadResult:
     obj: object
     container: str
     protocol: int
-    sklearn_versions: set = field(default_factory=set)
-    missing: dict = field(default_factory=dict)
+    sklearn_versions: set[str] = field(default_factory=set)
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -248,7 +253,7 @@ class _Resolver:
         """True when this resolver handed out obj with the given role."""
         return role in self.roles.get(id(obj), "")
 
-    def allowed_class(self, cls: object) -> bool:
+    def allowed_class(self, cls: object) -> TypeGuard[type[object]]:
         """True for a class whose instances may exist: resolved with role C, or allowed by list or rule.
 
         Objects built by allowed callables (a RandomState from its constructor) have classes the stream
@@ -303,7 +308,7 @@ def _is_shape(value: object) -> bool:
     return isinstance(value, tuple) and all(isinstance(n, int) and 0 <= n < 2**40 for n in value)
 
 
-def _nbytes(shape: tuple, dtype: np.dtype) -> int:
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return math.prod(shape) * dtype.itemsize
 
 
@@ -323,7 +328,7 @@ class _Validators:
                 continue
             self.table[id(obj)] = (obj, check)
 
-    def _checks(self) -> dict:
+    def _checks(self) -> dict[tuple[str, str], Callable[[Any, tuple[Any, ...]], Any]]:
         return {
             ("numpy", "dtype"): self.dtype,
             ("numpy._core.multiarray", "_reconstruct"): self.reconstruct,
@@ -354,7 +359,7 @@ class _Validators:
             ("pandas._libs.tslibs.nattype", "__nat_unpickle"): self.scalars_only,
         }
 
-    def call(self, func: object, args: tuple) -> object:
+    def call(self, func: object, args: tuple[Any, ...]) -> object:
         entry = self.table.get(id(func))
         if entry is not None and entry[0] is func and self.u.resolver.has(func, "R"):
             return entry[1](func, args)
@@ -367,7 +372,7 @@ class _Validators:
         raise _Refusal(f"calling {_qualname(func)} is not allowed")
 
     # numpy -----------------------------------------------------------------------------------------
-    def dtype(self, func, args):
+    def dtype(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(1 <= len(args) <= 3 and isinstance(args[0], str), "numpy.dtype needs a type code")
         _require(len(args[0]) <= 16 and args[0][-1:].isalnum(), f"numpy.dtype({args[0]!r})")
         _require(all(isinstance(a, bool) or a in (0, 1) for a in args[1:]), "numpy.dtype flags")
@@ -376,12 +381,12 @@ class _Validators:
             self.u.fresh_dtypes[id(dtype)] = dtype
         return dtype
 
-    def reconstruct(self, func, args):
+    def reconstruct(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 3 and args[0] is np.ndarray, "numpy _reconstruct of a non-ndarray")
         _require(args[1] == (0,) and args[2] in (b"b", "b"), "numpy _reconstruct with a real shape")
         return func(*args)
 
-    def scalar(self, func, args):
+    def scalar(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) in (1, 2) and isinstance(args[0], np.dtype), "numpy scalar needs a dtype")
         _require(not args[0].hasobject, "numpy scalar of object dtype")
         self.u.used_dtype(args[0])
@@ -390,7 +395,7 @@ class _Validators:
             _require(len(args[1]) == args[0].itemsize, "numpy scalar data of the wrong size")
         return func(*args)
 
-    def frombuffer(self, func, args):
+    def frombuffer(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 4 and isinstance(args[1], np.dtype), "numpy _frombuffer arguments")
         buf, dtype, shape, order = args
         _require(not dtype.hasobject and _is_shape(shape) and order in ("C", "F"), "numpy _frombuffer")
@@ -399,12 +404,12 @@ class _Validators:
         _require(len(buf) == _nbytes(shape, dtype), "numpy _frombuffer size does not match its shape")
         return func(*args)
 
-    def mareconstruct(self, func, args):
+    def mareconstruct(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 4 and args[1] is np.ndarray, "numpy.ma _mareconstruct arguments")
         _require(args[0] is np.ma.MaskedArray and args[2] == (0,), "numpy.ma _mareconstruct shape")
         return func(*args)
 
-    def random_ctor(self, func, args):
+    def random_ctor(self, func: Any, args: tuple[Any, ...]) -> Any:
         for arg in args:
             ok = isinstance(arg, str) and arg.isidentifier() and len(arg) < 32
             ok = ok or self.u.resolver.has(arg, "C") or self.u.resolver.has(arg, "R")
@@ -412,7 +417,7 @@ class _Validators:
             _require(ok, "numpy random constructor arguments")
         return func(*args)
 
-    def seed_sequence(self, func, args):
+    def seed_sequence(self, func: Any, args: tuple[Any, ...]) -> Any:
         from numpy.random.bit_generator import SeedSequence
 
         _require(len(args) == 3 and args[0] is SeedSequence and isinstance(args[1], int), "SeedSequence")
@@ -420,52 +425,52 @@ class _Validators:
         return func(*args)
 
     # builtins ----------------------------------------------------------------------------------------
-    def slice(self, func, args):
+    def slice(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) <= 3 and all(a is None or isinstance(a, int) for a in args), "slice arguments")
         return func(*args)
 
-    def bytes_like(self, func, args):
+    def bytes_like(self, func: Any, args: tuple[Any, ...]) -> Any:
         if len(args) == 2:
             _require(isinstance(args[0], str) and args[1] in ("latin1", "latin-1"), f"{func.__name__}(str)")
         else:
             _require(len(args) == 0 or isinstance(args[0], (bytes, bytearray)), f"{func.__name__}(int)")
         return func(*args)
 
-    def collection(self, func, args):
+    def collection(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) <= 1, f"{func.__name__} arguments")
         _require(not args or isinstance(args[0], (list, tuple)), f"{func.__name__} of a non-list")
         return func(*args)
 
-    def complex(self, func, args):
+    def complex(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) <= 2 and all(isinstance(a, (int, float)) for a in args), "complex arguments")
         return func(*args)
 
-    def codecs_encode(self, func, args):
+    def codecs_encode(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 2 and isinstance(args[0], str), "_codecs.encode arguments")
         _require(args[1] in ("latin1", "latin-1"), "_codecs.encode with an encoding other than latin1")
         return func(*args)
 
-    def reconstructor(self, func, args):
+    def reconstructor(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 3 and self.u.resolver.allowed_class(args[0]), "copyreg._reconstructor class")
         _require(args[1] in (object, dict, list), "copyreg._reconstructor base")
         _require(args[2] is None or _plain_tree(args[2]), "copyreg._reconstructor state")
         return func(*args)
 
-    def ordered_dict(self, func, args):
+    def ordered_dict(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) <= 1 and (not args or isinstance(args[0], list)), "OrderedDict arguments")
         return func(*args)
 
-    def defaultdict(self, func, args):
+    def defaultdict(self, func: Any, args: tuple[Any, ...]) -> Any:
         factories = (None, list, dict, set, int, float, str, tuple, OrderedDict)
         _require(len(args) <= 1 and (not args or args[0] in factories), "defaultdict factory")
         return func(*args)
 
-    def partial(self, func, args):
+    def partial(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) >= 1 and self.u.is_pure_function(args[0]), "functools.partial of an impure function")
         _require(all(_plain_tree(a) for a in args[1:]), "functools.partial arguments")
         return func(*args)
 
-    def pyx_unpickle(self, func, args):
+    def pyx_unpickle(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 3 and isinstance(args[1], int), f"{func.__name__} arguments")
         cls, state = args[0], args[2]
         expected = func.__name__[len("__pyx_unpickle_") :]
@@ -473,12 +478,12 @@ class _Validators:
         _require(state is None or _plain_tree(state), f"{func.__name__} state")
         return func(*args)
 
-    def scalars_only(self, func, args):
+    def scalars_only(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(all(isinstance(a, _PLAIN) for a in args), f"{_qualname(func)} with non-scalar arguments")
         return func(*args)
 
     # scikit-learn ----------------------------------------------------------------------------------
-    def tree(self, func, args):
+    def tree(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 3 and isinstance(args[0], int) and isinstance(args[2], int), "Tree arguments")
         n_classes = args[1]
         _require(isinstance(n_classes, np.ndarray) and n_classes.dtype.kind in "iu", "Tree n_classes")
@@ -486,11 +491,11 @@ class _Validators:
         _require(bool((n_classes >= 1).all() and (n_classes < 10**7).all()), "Tree n_classes range")
         return func(*args)
 
-    def new_obj(self, func, args):
+    def new_obj(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 1 and self.u.resolver.allowed_class(args[0]), "newObj of a class not allowed")
         return func(*args)
 
-    def getattr(self, func, args):
+    def getattr(self, func: Any, args: tuple[Any, ...]) -> Any:
         _require(len(args) == 2 and isinstance(args[1], str), "getattr arguments")
         owner, name = args
         _require(self.u.resolver.allowed_class(owner), "getattr on a non-allowed class")
@@ -527,12 +532,25 @@ def _has_refused(*values: object) -> bool:
     return False
 
 
-class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+class SafeUnpickler(pickle._Unpickler):
     """The reference pure-Python unpickler with every dangerous opcode checked or refused."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file: io.BytesIO, policy: Policy, *, joblib_arrays: bool = False, parent=None):
+    if TYPE_CHECKING:  # the pure-Python base's internals, which typeshed does not declare
+        proto: int
+        fix_imports: bool
+        stack: list[Any]
+
+        def append(self, obj: object, /) -> None: ...
+        def read(self, n: int, /) -> bytes: ...
+        def readline(self) -> bytes: ...
+        def readinto(self, buf: bytearray, /) -> int: ...
+        def pop_mark(self) -> list[Any]: ...
+
+    def __init__(
+        self, file: io.BytesIO, policy: Policy, *, joblib_arrays: bool = False, parent: SafeUnpickler | None = None
+    ):
         super().__init__(file, fix_imports=True, encoding="latin1")
         self.file_handle = file
         self.policy = policy
@@ -540,8 +558,8 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.resolver: _Resolver = parent.resolver if parent else _Resolver(policy)
         self.dynamic_functions: set[int] = parent.dynamic_functions if parent else set()
         self.sklearn_versions: set[str] = parent.sklearn_versions if parent else set()
-        self.validators = parent.validators if parent else _Validators(self)
-        self.array_bytes = parent.array_bytes if parent else [0]
+        self.validators: _Validators = parent.validators if parent else _Validators(self)
+        self.array_bytes: list[int] = parent.array_bytes if parent else [0]
         self.fresh_dtypes: dict[int, np.dtype] = parent.fresh_dtypes if parent else {}
         self.stream_size = file.getbuffer().nbytes
 
@@ -630,7 +648,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     del _op
 
     # -- calls ------------------------------------------------------------------------------------------
-    def _guarded(self, label: str, thunk) -> object:
+    def _guarded(self, label: str, thunk: Callable[[], object]) -> object:
         try:
             return thunk()
         except _Refusal as refusal:
@@ -708,7 +726,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     dispatch[pickle.SETITEMS[0]] = load_setitems
 
-    def _set_items(self, target: object, items: list) -> None:
+    def _set_items(self, target: object, items: list[Any]) -> None:
         if isinstance(target, _Refused):
             return
         if not isinstance(target, dict) or (type(target) is not dict and not self.resolver.allowed_class(type(target))):
@@ -730,7 +748,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     dispatch[pickle.APPENDS[0]] = load_appends
 
-    def _append_items(self, target: object, items: list) -> None:
+    def _append_items(self, target: object, items: list[Any]) -> None:
         if isinstance(target, _Refused):
             return
         if type(target) is not list:
@@ -776,7 +794,7 @@ def _is_array_wrapper(inst: object) -> bool:
     return cls.__name__ == "NumpyArrayWrapper" and cls.__module__ == "joblib.numpy_pickle"
 
 
-def _build(u: SafeUnpickler, inst: object, state: object) -> object:
+def _build(u: SafeUnpickler, inst: object, state: Any) -> object:
     """Apply BUILD's state to inst after type-specific checks."""
     if isinstance(inst, np.ma.MaskedArray):
         _check_masked_state(state, u)
@@ -801,7 +819,7 @@ def _build(u: SafeUnpickler, inst: object, state: object) -> object:
 _BINARY_TREE_MODULES = frozenset({"sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree"})
 
 
-def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: object) -> None:
+def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: Any) -> None:
     """A dtype's one BUILD: right after it was made, before use, and never adding object semantics."""
     _require(u.fresh_dtypes.pop(id(dtype), None) is dtype, "BUILD on a numpy dtype that is already in use")
     _require(isinstance(state, tuple) and len(state) in (8, 9) and _plain_tree(state), "numpy dtype state")
@@ -821,11 +839,11 @@ def _check_dtype_state(u: SafeUnpickler, dtype: np.dtype, state: object) -> None
     _require(flags == expected, "numpy dtype flags that do not match the dtype")
 
 
-def _struct_flags(names: tuple, fields: dict, itemsize: int, *, aligned: bool) -> int:
+def _struct_flags(names: tuple[str, ...], fields: dict[str, Any], itemsize: int, *, aligned: bool) -> int:
     """The flags numpy computes for a structured dtype with these fields (numpy trusts the pickled ones)."""
     formats, offsets = [fields[n][0] for n in names], [fields[n][1] for n in names]
-    spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
-    return np.dtype(spec, align=aligned).flags
+    spec: Any = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
+    return cast(int, np.dtype(spec, align=aligned).flags)  # spec: Any, as numpy types it as a private TypedDict
 
 
 _DATETIME_UNITS = frozenset(b"Y M W D h m s ms us ns ps fs as generic".split())
@@ -854,7 +872,7 @@ def _dtype_subarray_ok(subarray: object) -> bool:
     )
 
 
-def _dtype_fields(names: object, fields: object, itemsize: int) -> list[np.dtype]:
+def _dtype_fields(names: Any, fields: Any, itemsize: int) -> list[np.dtype]:
     """The field dtypes of a structured dtype's state, each checked to lie inside the item (numpy trusts it)."""
     _require(isinstance(names, tuple) and all(isinstance(n, str) for n in names), "numpy dtype field names")
     _require(isinstance(fields, dict) and all(isinstance(k, str) for k in fields), "numpy dtype fields")
@@ -870,7 +888,7 @@ def _dtype_fields(names: object, fields: object, itemsize: int) -> list[np.dtype
     return found
 
 
-def _apply_state(inst: object, state: object) -> None:
+def _apply_state(inst: object, state: Any) -> None:
     setstate = getattr(inst, "__setstate__", None)
     if setstate is not None and not isinstance(inst, type):
         import warnings
@@ -892,7 +910,7 @@ def _apply_state(inst: object, state: object) -> None:
             setattr(inst, key, value)
 
 
-def _check_array_state(state: object, u: SafeUnpickler) -> None:
+def _check_array_state(state: Any, u: SafeUnpickler) -> None:
     _require(isinstance(state, tuple) and len(state) == 5, "ndarray state")
     _version, shape, dtype, _fortran, raw = state
     _require(_is_shape(shape) and isinstance(dtype, np.dtype), "ndarray shape/dtype")
@@ -915,7 +933,7 @@ def _object_item_ok(value: object, u: SafeUnpickler) -> bool:
     return not isinstance(value, type) and not callable(value) and u.resolver.allowed_class(type(value))
 
 
-def _check_masked_state(state: object, u: SafeUnpickler) -> None:
+def _check_masked_state(state: Any, u: SafeUnpickler) -> None:
     _require(isinstance(state, tuple) and len(state) == 7, "masked array state")
     _version, shape, dtype, _fortran, raw, mask, fill = state
     _require(_is_shape(shape) and isinstance(dtype, np.dtype) and not dtype.hasobject, "masked array dtype")
@@ -925,9 +943,9 @@ def _check_masked_state(state: object, u: SafeUnpickler) -> None:
     _require(isinstance(fill, _PLAIN), "masked array fill value")
 
 
-def _read_joblib_array(u: SafeUnpickler, wrapper: object) -> np.ndarray:
+def _read_joblib_array(u: SafeUnpickler, wrapper: object) -> np.ndarray | _Refused:
     """Read the array joblib wrote after a NumpyArrayWrapper, without trusting its shape."""
-    attrs = vars(wrapper)
+    attrs: Any = vars(wrapper)  # untrusted: each value is checked below
     dtype, shape, order = attrs.get("dtype"), attrs.get("shape"), attrs.get("order")
     _require(attrs.get("subclass") in (np.ndarray, np.matrix) and isinstance(dtype, np.dtype), "joblib array type")
     _require(_is_shape(shape) and order in ("C", "F"), "joblib array shape")
@@ -938,7 +956,7 @@ def _read_joblib_array(u: SafeUnpickler, wrapper: object) -> np.ndarray:
         if isinstance(array, _Refused):
             return array
         _require(isinstance(array, np.ndarray) and array.shape == tuple(shape), "joblib object array")
-        return array
+        return cast(np.ndarray, array)
     if attrs.get("numpy_array_alignment_bytes") is not None:
         pad = f.read(1)
         _require(len(pad) == 1, "truncated joblib array")

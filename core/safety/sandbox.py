@@ -40,7 +40,7 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -375,7 +375,7 @@ def _drop_capabilities(report: SandboxReport) -> None:
 
 
 # -- layer 3: the self-test -------------------------------------------------------------------------------
-def _expect_denied(label: str, attempt, report: SandboxReport) -> None:
+def _expect_denied(label: str, attempt: Callable[[], object], report: SandboxReport) -> None:
     try:
         attempt()
     except PermissionError:
@@ -457,7 +457,7 @@ def spec_from_env(env: dict[str, str] | None = None) -> SandboxSpec | None:
     scratch = env.get("MODELLENS_SANDBOX_SCRATCH")
     if not scratch:
         return None
-    split = lambda name: tuple(p for p in env.get(name, "").split(os.pathsep) if p)  # noqa: E731
+    split: Callable[[str], tuple[str, ...]] = lambda name: tuple(p for p in env.get(name, "").split(os.pathsep) if p)  # noqa: E731
     return SandboxSpec(Path(scratch), read=split("MODELLENS_SANDBOX_READ"), execute=split("MODELLENS_SANDBOX_EXEC"))
 
 

@@ -75,7 +75,7 @@ def audit_graph(root: object, u: Any) -> None:
         stack.extend((child, depth + 1, label) for child, label in children)
 
 
-def _children(obj: object, where: str, u: Any) -> list:
+def _children(obj: object, where: str, u: Any) -> list[tuple[object, str]]:
     if isinstance(obj, np.ndarray):
         return [(v, where) for v in obj.ravel()] if obj.dtype.hasobject else []
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -197,7 +197,7 @@ def _check_method_names(cls: type, key: str, value: object, u: Any) -> None:
 
 
 @functools.lru_cache(maxsize=512)
-def _allowed_method_values(cls: type, key: str) -> frozenset:
+def _allowed_method_values(cls: type, key: str) -> frozenset[str]:
     """Prediction methods, plus the options the class itself declares for that parameter (``'sigmoid'``).
 
     Declared options that are also method names of arrays or builtin containers are never accepted.
@@ -244,7 +244,7 @@ def plain_data(value: object, depth: int = 0) -> bool:
     return False
 
 
-def _check_text_vectorizer(obj: object, state: dict, u: Any) -> None:
+def _check_text_vectorizer(obj: object, state: dict[str, Any], u: Any) -> None:
     name = type(obj).__name__
     if "input" in state and state["input"] != "content":
         u.resolver.refuse(

@@ -10,7 +10,7 @@ import logging
 import platform
 import time
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -225,7 +225,7 @@ def op_importances(state: Any, key: str, background: pd.DataFrame) -> dict[str, 
 def _engineered_std(engine: Any, background: pd.DataFrame) -> np.ndarray:
     X = engine._engineer(background)
     X = X.toarray() if hasattr(X, "toarray") else np.asarray(X, dtype=float)
-    return np.nanstd(X, axis=0)
+    return cast(np.ndarray, np.nanstd(X, axis=0))
 
 
 def op_permutation_importance(

@@ -44,6 +44,8 @@ def _categorical_split(node: dict[str, Any]) -> tuple[float, bool]:
 def _flatten(
     root: dict[str, Any],
 ) -> tuple[list[int], list[int], list[int], list[int], list[float], list[float], list[float], list[int]]:
+    left: list[int]
+    right: list[int]
     left, right, default, feature, threshold, value, count, kind = [], [], [], [], [], [], [], []
     stack: list[tuple[dict[str, Any], int, str]] = [(root, -1, "")]
     while stack:

@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numba
 import numpy as np
@@ -58,12 +58,17 @@ _Q_FLOOR = 1e-280  # zero-cover nodes would give 0/0; the floor keeps them exact
 _SUM_TOL = 1e-13  # relative tolerance for "leaf values sum to a constant over outputs"
 # reassociation/contraction only: NaN tests in the split rule must survive (no nnan/ninf)
 _FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
-_JIT = {"cache": True, "error_model": "numpy", "fastmath": _FASTMATH}
+_JIT: dict[str, Any] = {"cache": True, "error_model": "numpy", "fastmath": _FASTMATH}
 # Kernels that never allocate run without numba's reference counting: its atomic incref /
 # decref of the many arrays passed in tuples otherwise costs more than the arithmetic.
-_KERNEL = {**_JIT, "_nrt": False}
+_KERNEL: dict[str, Any] = {**_JIT, "_nrt": False}
 # Per-node steps are inlined at numba level so the 8-lane tuples stay in registers.
-_STEP = {**_KERNEL, "inline": "always"}
+_STEP: dict[str, Any] = {**_KERNEL, "inline": "always"}
+# Annotation types only (numba ignores annotations and types kernels from their arguments): 8 lanes as a
+# tuple, the arrays the kernels take bundled in tuples (scratch, plan, shap's arrays), the plan's dimensions.
+_Vec = tuple[float, float, float, float, float, float, float, float]
+_Arrays = tuple[np.ndarray, ...]
+_Dims = tuple[int, int, int, int]
 
 
 class UnsupportedModelError(ValueError):
@@ -74,12 +79,12 @@ class UnsupportedModelError(ValueError):
 # 8-lane "vector" helpers: tuples of 8 floats, vectorised by LLVM's SLP pass.
 # --------------------------------------------------------------------------------------
 @njit(**_KERNEL)
-def _ld(a, i):
+def _ld(a: np.ndarray, i: int) -> _Vec:
     return (a[i, 0], a[i, 1], a[i, 2], a[i, 3], a[i, 4], a[i, 5], a[i, 6], a[i, 7])
 
 
 @njit(**_KERNEL)
-def _st(a, i, v):
+def _st(a: np.ndarray, i: int, v: _Vec) -> None:
     a[i, 0] = v[0]
     a[i, 1] = v[1]
     a[i, 2] = v[2]
@@ -91,22 +96,22 @@ def _st(a, i, v):
 
 
 @njit(**_KERNEL)
-def _fill(x):
+def _fill(x: float) -> _Vec:
     return (x, x, x, x, x, x, x, x)
 
 
 @njit(**_KERNEL)
-def _add(a, b):
+def _add(a: _Vec, b: _Vec) -> _Vec:
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4], a[5] + b[5], a[6] + b[6], a[7] + b[7])
 
 
 @njit(**_KERNEL)
-def _mul(a, b):
+def _mul(a: _Vec, b: _Vec) -> _Vec:
     return (a[0] * b[0], a[1] * b[1], a[2] * b[2], a[3] * b[3], a[4] * b[4], a[5] * b[5], a[6] * b[6], a[7] * b[7])
 
 
 @njit(**_KERNEL)
-def _fma(a, b, c):
+def _fma(a: _Vec, b: _Vec, c: _Vec) -> _Vec:
     """Return a * b + c lane-wise."""
     return (
         a[0] * b[0] + c[0], a[1] * b[1] + c[1], a[2] * b[2] + c[2], a[3] * b[3] + c[3],
@@ -115,7 +120,7 @@ def _fma(a, b, c):
 
 
 @njit(**_KERNEL)
-def _axpb(a, s, b):
+def _axpb(a: _Vec, s: float, b: float) -> _Vec:
     """Return a * s + b for a vector a and scalars s, b."""
     return (
         a[0] * s + b, a[1] * s + b, a[2] * s + b, a[3] * s + b,
@@ -124,7 +129,7 @@ def _axpb(a, s, b):
 
 
 @njit(**_KERNEL)
-def _saxpy(s, a, b):
+def _saxpy(s: float, a: _Vec, b: _Vec) -> _Vec:
     """Return s * a + b for a scalar s and vectors a, b."""
     return (
         s * a[0] + b[0], s * a[1] + b[1], s * a[2] + b[2], s * a[3] + b[3],
@@ -133,12 +138,12 @@ def _saxpy(s, a, b):
 
 
 @njit(**_KERNEL)
-def _scale(s, a):
+def _scale(s: float, a: _Vec) -> _Vec:
     return (s * a[0], s * a[1], s * a[2], s * a[3], s * a[4], s * a[5], s * a[6], s * a[7])
 
 
 @njit(**_KERNEL)
-def _msub(a, b, c, d):
+def _msub(a: _Vec, b: _Vec, c: _Vec, d: _Vec) -> _Vec:
     """Return a * b - c * d lane-wise."""
     return (
         a[0] * b[0] - c[0] * d[0], a[1] * b[1] - c[1] * d[1], a[2] * b[2] - c[2] * d[2],
@@ -152,7 +157,7 @@ def _msub(a, b, c, d):
 # x <= threshold goes left; type 1: categorical bitset test done in float32/int.
 # --------------------------------------------------------------------------------------
 @njit(**_KERNEL)
-def _go_num(x, thr, default_left):
+def _go_num(x: float, thr: float, default_left: float) -> float:
     if x <= thr:
         return 1.0
     if x != x:
@@ -161,7 +166,7 @@ def _go_num(x, thr, default_left):
 
 
 @njit(**_KERNEL)
-def _go_cat(x, thr, default_left):
+def _go_cat(x: float, thr: float, default_left: float) -> float:
     if x != x:
         return default_left
     flag = np.int64(1) << ((np.int64(np.float32(x)) - 1) & 31)
@@ -169,7 +174,7 @@ def _go_cat(x, thr, default_left):
 
 
 @njit(**_STEP)
-def _route(xt, feature, thr, code):
+def _route(xt: np.ndarray, feature: int, thr: float, code: int) -> _Vec:
     """Go-left indicators (1.0 / 0.0) of the 8 lanes at one split."""
     x = _ld(xt, feature)
     dl = 1.0 if code & _DEFAULT_LEFT else 0.0
@@ -195,7 +200,9 @@ def _route(xt, feature, thr, code):
 #   S   sum over leaves below of value * G                       (the "up" polynomial)
 # --------------------------------------------------------------------------------------
 @njit(**_STEP)
-def _edge_scalars(q, m, qt, qomt, qiomt, ar, br):
+def _edge_scalars(
+    q: float, m: int, qt: np.ndarray, qomt: np.ndarray, qiomt: np.ndarray, ar: np.ndarray, br: np.ndarray
+) -> None:
     """Row-independent reciprocals of an edge: AR[t] = 1 / (q (1-t) + t), BR[t] = 1 / (q (1-t))."""
     iq = 1.0 / q
     for t in range(m):
@@ -204,7 +211,8 @@ def _edge_scalars(q, m, qt, qomt, qiomt, ar, br):
 
 
 @njit(**_STEP)
-def _edge_point(t, d, an, m, pe, q, c1, c2, sc, qt, qomt, qiomt):
+def _edge_point(t: int, d: int, an: int, m: int, pe: _Vec, q: float, c1: _Vec, c2: _Vec, sc: _Arrays,
+                qt: np.ndarray, qomt: np.ndarray, qiomt: np.ndarray) -> tuple[_Vec, _Vec, _Vec]:  # fmt: skip
     """Path product ``g``, edge weight ``dd`` and reciprocal ``ie`` at point t for 8 lanes."""
     g_, if_, ar, br = sc[_G], sc[_IF], sc[_AR], sc[_BR]
     fe = _axpb(pe, qt[t], q * qomt[t])
@@ -218,7 +226,7 @@ def _edge_point(t, d, an, m, pe, q, c1, c2, sc, qt, qomt, qiomt):
 
 
 @njit(**_STEP)
-def _lane_state(d, code, an, qp, sc):
+def _lane_state(d: int, code: int, an: int, qp: float, sc: _Arrays) -> tuple[_Vec, _Vec]:
     """Per-lane (P_prev, P_e) of the edge into a node at depth d."""
     p_, dec = sc[_P], sc[_DEC]
     dv = _ld(dec, d - 1)
@@ -230,7 +238,8 @@ def _lane_state(d, code, an, qp, sc):
 
 
 @njit(**_STEP)
-def _enter_internal(d, code, an, q, qp, m, sc, qt, qomt, qiomt):
+def _enter_internal(d: int, code: int, an: int, q: float, qp: float, m: int, sc: _Arrays,
+                    qt: np.ndarray, qomt: np.ndarray, qiomt: np.ndarray) -> None:  # fmt: skip
     """Fill G, D (and IF, P when a descendant repeats the feature) for an internal node."""
     g_, if_, d_, p_ = sc[_G], sc[_IF], sc[_D], sc[_P]
     pp, pe = _lane_state(d, code, an, qp, sc)
@@ -249,7 +258,9 @@ def _enter_internal(d, code, an, q, qp, m, sc, qt, qomt, qiomt):
 
 
 @njit(**_STEP)
-def _enter_leaf(d, code, an, q, qp, m, vals, voff, nout, omap, ooff, ef, k_all, sc, qt, qomt, qiomt):
+def _enter_leaf(d: int, code: int, an: int, q: float, qp: float, m: int, vals: np.ndarray, voff: int, nout: int,
+                omap: np.ndarray, ooff: int, ef: int, k_all: int, sc: _Arrays,
+                qt: np.ndarray, qomt: np.ndarray, qiomt: np.ndarray) -> None:  # fmt: skip
     """Add a leaf's contributions: its own edge (to PHI) and value * G to its parent's S."""
     s_, phi, fresh = sc[_S], sc[_PHI], sc[_FRESH]
     pp, pe = _lane_state(d, code, an, qp, sc)
@@ -273,7 +284,7 @@ def _enter_leaf(d, code, an, q, qp, m, vals, voff, nout, omap, ooff, ef, k_all, 
 
 
 @njit(**_STEP)
-def _close(top, m, nout, omap, ooff, k_all, sc):
+def _close(top: int, m: int, nout: int, omap: np.ndarray, ooff: int, k_all: int, sc: _Arrays) -> None:
     """Finish the internal node at depth ``top``: its edge's dot product, then S to parent."""
     d_, s_, phi, efd, fresh = sc[_D], sc[_S], sc[_PHI], sc[_EFD], sc[_FRESH]
     first = fresh[top - 1]
@@ -291,7 +302,7 @@ def _close(top, m, nout, omap, ooff, k_all, sc):
 
 
 @njit(**_STEP)
-def _start_tree(m, qw, sc):
+def _start_tree(m: int, qw: np.ndarray, sc: _Arrays) -> None:
     for t in range(m):
         _st(sc[_G], t, _fill(qw[t]))
     sc[_FRESH][0] = True
@@ -301,7 +312,9 @@ def _start_tree(m, qw, sc):
 # Planned kernel: one tree in pre-order layout (left child = next node), 8 rows.
 # --------------------------------------------------------------------------------------
 @njit(**_KERNEL)
-def _tree_planned(xt, tr, k_all, tmeta, nodes, quad, sc):
+def _tree_planned(
+    xt: np.ndarray, tr: int, k_all: int, tmeta: _Arrays, nodes: _Arrays, quad: _Arrays, sc: _Arrays
+) -> None:
     node_off, val_off, nout_t, out_off, omap, tree_m, _, _ = tmeta
     depth, code, anc, efeat, nfeat, qe, qp, thr, vals = nodes
     a, b, m, nout, ooff = node_off[tr], node_off[tr + 1], tree_m[tr], nout_t[tr], out_off[tr]
@@ -336,7 +349,9 @@ def _tree_planned(xt, tr, k_all, tmeta, nodes, quad, sc):
 #           STACK node, STACK depth)
 # --------------------------------------------------------------------------------------
 @njit(**_STEP)
-def _fallback_node(n, d, raw, ti, fb, code_left):
+def _fallback_node(
+    n: int, d: int, raw: _Arrays, ti: int, fb: _Arrays, code_left: bool
+) -> tuple[int, int, float, float, int]:
     """Edge quantities of raw node n at depth d: (code, anc depth, q_e, q_prev, feature)."""
     cl, cr, cd, feat, ttype, _, w, _ = raw
     fd, saved, qd, pnode = fb[_FD], fb[_SAVED], fb[_QD], fb[_PNODE]
@@ -357,7 +372,9 @@ def _fallback_node(n, d, raw, ti, fb, code_left):
 
 
 @njit(**_STEP)
-def _fallback_pop(top, d, m, nout, omap, ooff, k_all, sc, fb):
+def _fallback_pop(
+    top: int, d: int, m: int, nout: int, omap: np.ndarray, ooff: int, k_all: int, sc: _Arrays, fb: _Arrays
+) -> int:
     """Close internal nodes at depths >= d and restore the feature -> depth map."""
     while top >= d:
         _close(top, m, nout, omap, ooff, k_all, sc)
@@ -367,13 +384,17 @@ def _fallback_pop(top, d, m, nout, omap, ooff, k_all, sc, fb):
 
 
 @njit(**_STEP)
-def _fallback_leaf_values(values, ti, n, omap, ooff, nout, lv):
+def _fallback_leaf_values(
+    values: np.ndarray, ti: int, n: int, omap: np.ndarray, ooff: int, nout: int, lv: np.ndarray
+) -> None:
     for o in range(nout):
         lv[o] = values[ti, n, omap[ooff + o]]
 
 
 @njit(**_KERNEL)
-def _tree_fallback(xt, tr, k_all, tmeta, raw, quad, sc, fb):
+def _tree_fallback(
+    xt: np.ndarray, tr: int, k_all: int, tmeta: _Arrays, raw: _Arrays, quad: _Arrays, sc: _Arrays, fb: _Arrays
+) -> None:
     cl, cr, cd, feat, ttype, thr, _, values = raw
     _, _, nout_t, out_off, omap, tree_m, _, tindex = tmeta
     ti, m, nout, ooff = tindex[tr], tree_m[tr], nout_t[tr], out_off[tr]
@@ -414,7 +435,7 @@ def _tree_fallback(xt, tr, k_all, tmeta, raw, quad, sc, fb):
 # Driver: blocks of 8 rows (optionally x chunks of trees when rows are few) in parallel.
 # --------------------------------------------------------------------------------------
 @njit(**_JIT)
-def _scratch(max_depth, max_m, max_nout, nf, k_all):
+def _scratch(max_depth: int, max_m: int, max_nout: int, nf: int, k_all: int) -> _Arrays:
     rows = (max_depth + 2) * max_m
     g_ = np.empty((rows, LANES))
     if_ = np.empty((rows, LANES))
@@ -429,7 +450,7 @@ def _scratch(max_depth, max_m, max_nout, nf, k_all):
 
 
 @njit(**_JIT)
-def _fallback_scratch(max_depth, nf, max_nout):
+def _fallback_scratch(max_depth: int, nf: int, max_nout: int) -> _Arrays:
     fd = np.full(nf, -1, np.int64)
     saved = np.zeros(max_depth + 2, np.int64)
     qd = np.ones(max_depth + 2)
@@ -440,7 +461,7 @@ def _fallback_scratch(max_depth, nf, max_nout):
 
 
 @njit(**_JIT)
-def _load_block(x, blk):
+def _load_block(x: np.ndarray, blk: int) -> np.ndarray:
     """Rows blk*8 .. blk*8+7 transposed to (features, lanes); the last row pads a short block."""
     n, nf = x.shape
     xt = np.empty((nf, LANES))
@@ -452,7 +473,7 @@ def _load_block(x, blk):
 
 
 @njit(**_KERNEL)
-def _store_block(out, phi, blk, k_all):
+def _store_block(out: np.ndarray, phi: np.ndarray, blk: int, k_all: int) -> None:
     n, nf = out.shape[0], out.shape[1]
     for j in range(LANES):
         i = blk * LANES + j
@@ -463,7 +484,9 @@ def _store_block(out, phi, blk, k_all):
 
 
 @njit(parallel=True, **_JIT)
-def _explain(x, n_chunks, k_all, tmeta, nodes, raw, quad, dims):
+def _explain(
+    x: np.ndarray, n_chunks: int, k_all: int, tmeta: _Arrays, nodes: _Arrays, raw: _Arrays, quad: _Arrays, dims: _Dims
+) -> np.ndarray:
     max_depth, max_m, max_nout, nf_raw = dims
     n, nf = x.shape
     n_trees = tmeta[5].shape[0]
@@ -488,7 +511,7 @@ def _explain(x, n_chunks, k_all, tmeta, nodes, raw, quad, dims):
 # Plan construction (row independent, once per model).
 # --------------------------------------------------------------------------------------
 @njit(**_JIT)
-def _push(stk, stkd, sp, node, depth):
+def _push(stk: np.ndarray, stkd: np.ndarray, sp: int, node: int, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Push onto a growable DFS stack; returns the (possibly reallocated) stack arrays."""
     if sp == stk.shape[0]:
         stk = np.concatenate((stk, np.empty_like(stk)))
@@ -498,7 +521,7 @@ def _push(stk, stkd, sp, node, depth):
 
 
 @njit(**_JIT)
-def _leaf_summary(values, v, active, acc):
+def _leaf_summary(values: np.ndarray, v: int, active: np.ndarray, acc: np.ndarray) -> None:
     """Track which outputs are non-zero and the range of the leaf's sum over outputs."""
     total = 0.0
     for o in range(values.shape[1]):
@@ -510,7 +533,9 @@ def _leaf_summary(values, v, active, acc):
 
 
 @njit(**_JIT)
-def _tree_stats(cl, cr, feat, values, nf, active):
+def _tree_stats(
+    cl: np.ndarray, cr: np.ndarray, feat: np.ndarray, values: np.ndarray, nf: int, active: np.ndarray
+) -> tuple[int, int, int, float, float, float]:
     """One DFS over a tree with O(depth + features) memory.
 
     Returns (reachable nodes, max depth, max distinct features on a root-leaf path, min and
@@ -545,7 +570,9 @@ def _tree_stats(cl, cr, feat, values, nf, active):
 
 
 @njit(**_JIT)
-def _node_edge(v, par, d, raw_i, fd, saved, qd):
+def _node_edge(
+    v: int, par: int, d: int, raw_i: _Arrays, fd: np.ndarray, saved: np.ndarray, qd: np.ndarray
+) -> tuple[int, float, float, int]:
     """Edge into raw node v from par: (anc depth, q_e, q_prev, feature); updates fd/qd."""
     feat, w = raw_i[3], raw_i[6]
     f = feat[par]
@@ -559,7 +586,7 @@ def _node_edge(v, par, d, raw_i, fd, saved, qd):
 
 
 @njit(**_JIT)
-def _node_split(v, idx, raw_i, outcols, nodes, voff):
+def _node_split(v: int, idx: int, raw_i: _Arrays, outcols: np.ndarray, nodes: _Arrays, voff: int) -> bool:
     """Split fields of an internal node, or the (selected) output values of a leaf."""
     cl, cr, cd, feat, ttype, thr, _, values = raw_i
     code, nfeat, nthr, vals = nodes[1], nodes[4], nodes[7], nodes[8]
@@ -574,7 +601,9 @@ def _node_split(v, idx, raw_i, outcols, nodes, voff):
 
 
 @njit(**_JIT)
-def _build_tree(raw_i, outcols, nf, max_depth, nodes, base, vbase):
+def _build_tree(
+    raw_i: _Arrays, outcols: np.ndarray, nf: int, max_depth: int, nodes: _Arrays, base: int, vbase: int
+) -> None:
     """Write one tree in pre-order into the plan arrays from node ``base`` (O(depth) scratch)."""
     cl, cr = raw_i[0], raw_i[1]
     depth, code, anc, efeat, qe, qp = nodes[0], nodes[1], nodes[2], nodes[3], nodes[5], nodes[6]
@@ -636,11 +665,11 @@ class Plan:
     tree_kind: np.ndarray
     tree_bytes: np.ndarray
     memory_budget_bytes: int
-    tmeta: tuple
-    nodes: tuple
-    raw: tuple
-    quad: tuple
-    dims: tuple
+    tmeta: _Arrays
+    nodes: _Arrays
+    raw: _Arrays
+    quad: _Arrays
+    dims: _Dims
 
     @property
     def n_trees(self) -> int:
@@ -664,7 +693,7 @@ _ENSEMBLE_FIELDS = ("children_left", "children_right", "children_default", "feat
                     "thresholds", "node_sample_weight", "values")  # fmt: skip
 
 
-def _raw_arrays(ensemble: Any, n_trees: int) -> tuple:
+def _raw_arrays(ensemble: Any, n_trees: int) -> _Arrays:
     """Typed, C-contiguous views of shap's padded tree arrays (first ``n_trees`` trees)."""
     missing = [f for f in _ENSEMBLE_FIELDS if getattr(ensemble, f, None) is None]
     if missing:
@@ -694,7 +723,7 @@ def _n_trees(ensemble: Any, tree_limit: int | None) -> int:
     return int(tree_limit)
 
 
-def _quadrature(max_m: int) -> tuple:
+def _quadrature(max_m: int) -> _Arrays:
     """Gauss-Legendre rules on [0, 1] for 1..max_m points, padded to (max_m + 1, max_m)."""
     qt = np.full((max_m + 1, max_m), 0.5)
     qw = np.zeros((max_m + 1, max_m))
@@ -704,7 +733,7 @@ def _quadrature(max_m: int) -> tuple:
     return qt, 1.0 - qt, 1.0 / (1.0 - qt), qw
 
 
-def _tree_structure(raw: tuple, nf: int) -> tuple[np.ndarray, np.ndarray]:
+def _tree_structure(raw: _Arrays, nf: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-tree statistics (see ``_tree_stats``) and per-tree non-zero output flags."""
     cl, cr, feat, values = raw[0], raw[1], raw[3], raw[7]
     stats = np.zeros((cl.shape[0], 6))
@@ -739,7 +768,9 @@ def _offsets(sizes: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
-def _build_nodes(raw: tuple, nf: int, kind: np.ndarray, stats: np.ndarray, outcols: list) -> tuple:
+def _build_nodes(
+    raw: _Arrays, nf: int, kind: np.ndarray, stats: np.ndarray, outcols: list[np.ndarray]
+) -> tuple[_Arrays, np.ndarray, np.ndarray]:
     """Allocate and fill the pre-order node arrays of all planned trees; also their offsets."""
     planned = kind == KIND_PLANNED
     n_reach = stats[:, 0].astype(np.int64)
@@ -749,7 +780,7 @@ def _build_nodes(raw: tuple, nf: int, kind: np.ndarray, stats: np.ndarray, outco
     total = int(node_off[-1])
     ints = [np.zeros(total, np.int32) for _ in range(5)]
     floats = [np.zeros(total) for _ in range(3)]
-    nodes = (*ints, *floats, np.zeros(int(val_off[-1])))
+    nodes: _Arrays = (*ints, *floats, np.zeros(int(val_off[-1])))
     for i in np.flatnonzero(planned):
         raw_i = tuple(a[i] for a in raw)
         _build_tree(raw_i, outcols[i], nf, int(stats[i, 1]), nodes, int(node_off[i]), int(val_off[i]))
@@ -808,7 +839,7 @@ def _expected(ensemble: Any, n_trees: int) -> np.ndarray:
     """Sum of root values (shap's tree expectations) plus the base offset, per output."""
     values = np.asarray(ensemble.values, dtype=np.float64)
     base = np.asarray(getattr(ensemble, "base_offset", 0.0), dtype=np.float64).reshape(-1)
-    return values[:n_trees, 0, :].sum(axis=0) + base
+    return cast(np.ndarray, values[:n_trees, 0, :].sum(axis=0) + base)
 
 
 def expected_value(plan: Plan) -> np.ndarray:
@@ -896,7 +927,7 @@ def shap_values(plan: Plan, X: Any, *, n_threads: int | None = None) -> np.ndarr
     n_chunks = 1 if n_blocks >= threads else max(1, min(-(-threads // n_blocks), plan.n_trees))
     with _kernel_settings(threads):
         parts = _explain(x, n_chunks, plan.n_outputs, plan.tmeta, plan.nodes, plan.raw, plan.quad, plan.dims)
-    out = parts[0] if n_chunks == 1 else parts.sum(axis=0)
+    out: np.ndarray = parts[0] if n_chunks == 1 else parts.sum(axis=0)
     if plan.derive_last:
         out[:, :, -1] = -out[:, :, :-1].sum(axis=2)
     return out
@@ -918,7 +949,7 @@ def _check_hgb_categorical(model: Any) -> None:
         )
 
 
-def gbc_multiclass_model(model: Any) -> dict:
+def gbc_multiclass_model(model: Any) -> dict[str, Any]:
     """Describe a multiclass ``GradientBoostingClassifier`` as a shap dict model.
 
     shap's ``TreeExplainer`` rejects multiclass gradient boosting; the returned dict is the
@@ -952,7 +983,7 @@ def gbc_multiclass_model(model: Any) -> dict:
     return {"trees": trees, "base_offset": base, "input_dtype": np.float32, "tree_output": "log_odds"}
 
 
-def _leaf_of(tree: dict, x: np.ndarray) -> int:
+def _leaf_of(tree: dict[str, Any], x: np.ndarray) -> int:
     n = 0
     while tree["children_left"][n] >= 0:
         go_left = x[tree["features"][n]] <= tree["thresholds"][n]
