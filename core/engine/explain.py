@@ -401,6 +401,16 @@ class Explainer:
         frame = self.data.iloc[ids].reset_index(drop=True)
         return self.result_from(self._backend.explain(frame, ids, worker), ids)
 
+    def explain_frame(self, frame: pd.DataFrame, row_ids: np.ndarray) -> ExplainResult:
+        """Every class's explanation of rows given as a frame (e.g. edited copies of the table's rows).
+
+        ``row_ids`` name the table rows they stand for: a sampling method seeds its permutations by row id, so
+        an edited copy is explained with the same draws as its original.
+        """
+        rows = frame.reset_index(drop=True)
+        ids = np.asarray(row_ids, dtype=np.int64)
+        return replace(self.result_from(self._backend.explain(rows, ids), ids), data=rows)
+
     def result_from(self, out: dict[str, Any], ids: np.ndarray) -> ExplainResult:
         """An :class:`ExplainResult` from an engine's arrays for these row ids (workers, Dask tasks)."""
         frame = self.data.iloc[ids].reset_index(drop=True)
