@@ -5,7 +5,7 @@ from core.data.metrics import prediction_column
 from core.data.rows import PAGE_SIZE, example_query, page_of, rows_table, search_rows
 from core.present.figures import force_figure, waterfall_figure
 from core.present.narrative import summarize
-from ui import context, loaders, render, selection, state
+from ui import context, loaders, render, selection, state, whatif
 
 st.title("Row explorer")
 with render.guard():
@@ -59,3 +59,4 @@ if ctx.aligned.target is not None:
     st.caption(f"Actual value: {render.md(ctx.aligned.target.iloc[current])}")
 st.plotly_chart(waterfall_figure(row), key="waterfall")
 st.plotly_chart(force_figure(row), key="force")
+whatif.panel(ctx, row)

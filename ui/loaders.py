@@ -194,3 +194,22 @@ def permutation(model_digest: str, data_digest: str, target: str, _model: Loaded
     if _aligned.target is None:
         return Outcome(error=ModelLensError("Permutation importance needs the target column."))
     return _attempt(_model.permutation_importance, _aligned.frame, _aligned.target)
+
+
+@_retry_crashes
+@st.cache_resource(show_spinner="Explaining the edited row…", max_entries=256, ttl=TTL)
+def whatif(
+    model_digest: str,
+    data_digest: str,
+    output: str,
+    class_key: str,
+    row: int,
+    changes: tuple[tuple[str, Any], ...],
+    _explainer: Explainer,
+    _model: LoadedModel,
+    _class_label: Any,
+) -> Outcome:
+    """Row ``row`` and its copy with ``changes``, both explained exactly (the what-if panel)."""
+    from core.whatif.scenario import what_if
+
+    return _attempt(what_if, _explainer, _model, row, dict(changes), class_label=_class_label)

@@ -31,6 +31,7 @@ __all__ = [
     "format_value",
     "importance_figure",
     "prediction_figure",
+    "shift_figure",
     "waterfall_figure",
 ]
 
@@ -232,7 +233,7 @@ def _row_label(name: str, value: Any) -> str:
     return f"{esc(name)} = {esc(format_value(value))}"
 
 
-def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure:
+def waterfall_figure(row: RowExplanation, *, max_display: int = 10, title: str | None = None) -> go.Figure:
     """Base value → each feature's push (largest nearest the prediction) → prediction.
 
     The bars stack from the model's average output (dotted line, bottom) to this row's prediction (solid
@@ -268,7 +269,7 @@ def waterfall_figure(row: RowExplanation, *, max_display: int = 10) -> go.Figure
     lo, hi = float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
     pad = 0.12 * (hi - lo) or 0.05 * (abs(hi) or 1.0)  # room for the value labels outside the bars
     fig.update_xaxes(range=[lo - pad, hi + pad])
-    fig = _layout(fig, f"Waterfall for row {row.row_id}", height=max(320, 30 * len(labels) + 140))
+    fig = _layout(fig, esc(title or f"Waterfall for row {row.row_id}"), height=max(320, 30 * len(labels) + 140))
     fig.update_layout(margin={"t": 70, "b": 60, "r": 110})  # the prediction label grows rightwards
     fig.update_xaxes(title=f"{esc(_units(row))} — from the average to this row's prediction")
     return fig
@@ -438,4 +439,38 @@ def prediction_figure(prediction: np.ndarray, units: str, *, actual: pd.Series |
     fig = _layout(fig, f"Predictions ({esc(units)})", height=320)
     fig.update_xaxes(title=esc(units))
     fig.update_yaxes(title="rows")
+    return fig
+
+
+def shift_figure(
+    shift: pd.Series, *, units: str, changed: dict[str, tuple[Any, Any]] | None = None, top_n: int = 10
+) -> go.Figure:
+    """How far each feature's contribution moved when a row was edited (edited minus original), largest on top.
+
+    An edited column is labelled with its old and new values; a column that was not edited moved only through
+    its interactions with the edited ones.
+    """
+    moved = shift[shift.abs() > 0].sort_values(key=lambda s: s.abs(), ascending=False).head(top_n)
+    if moved.empty:
+        raise ExplanationError("Nothing moved: the edited row explains exactly as the original.")
+    changed = changed or {}
+    labels = [
+        f"{esc(n)}: {esc(format_value(changed[n][0]))} → {esc(format_value(changed[n][1]))}" if n in changed else esc(n)
+        for n in moved.index
+    ][::-1]
+    values = moved.to_numpy(dtype=np.float64)[::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=labels,
+            orientation="h",
+            marker_color=[POSITIVE if v > 0 else NEGATIVE for v in values],
+            text=[format_number(float(v), signed=True) for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}<br>contribution moved by %{x:.4g}<extra></extra>",
+        )
+    )
+    fig = _layout(fig, f"Change in contribution ({esc(units)})", height=max(260, 30 * len(labels) + 120))
+    fig.update_layout(margin={"l": 10, "r": 60, "t": 50, "b": 40})
     return fig

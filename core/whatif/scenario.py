@@ -22,7 +22,7 @@ from core.errors import DataError
 from core.explanation import Explanation
 from core.loading.models import LoadedModel
 
-__all__ = ["MISSING_WORDS", "WhatIf", "allowed_values", "coerce_value", "edit_row", "what_if"]
+__all__ = ["MISSING_WORDS", "Field", "WhatIf", "allowed_values", "coerce_value", "edit_row", "form_fields", "what_if"]
 
 MISSING_WORDS = frozenset({"", "nan", "na", "n/a", "none", "null", "missing"})
 
@@ -56,6 +56,49 @@ def allowed_values(model: LoadedModel, frame: pd.DataFrame, column: str) -> list
         return [_plain(v) for v in levels if _plain(v) is not None]
     observed = frame[column].dropna().unique().tolist()
     return sorted((_plain(v) for v in observed), key=str)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One raw column of a what-if form, typed from the model card.
+
+    Attributes:
+        name: The column.
+        value: The row's current value (None when missing).
+        options: A categorical column's levels (None for a number).
+        low, high: A numeric column's observed range in the table.
+        integer: Every observed value is a whole number (the form steps by 1).
+        allows_missing: The table has missing values in this column (the form may leave it empty).
+    """
+
+    name: str
+    value: Any
+    options: list[Any] | None
+    low: float | None
+    high: float | None
+    integer: bool
+    allows_missing: bool
+
+
+def form_fields(model: LoadedModel, frame: pd.DataFrame, row: int, columns: list[str] | None = None) -> list[Field]:
+    """The what-if form of row ``row``: one :class:`Field` per column (``columns`` order, default the table's)."""
+    fields = []
+    for name in columns or [str(c) for c in frame.columns]:
+        series = frame[name]
+        options = allowed_values(model, frame, name)
+        observed = None if options is not None else pd.to_numeric(series, errors="coerce").dropna()
+        fields.append(
+            Field(
+                name=name,
+                value=_plain(frame[name].iloc[row]),
+                options=options,
+                low=None if observed is None or observed.empty else float(observed.min()),
+                high=None if observed is None or observed.empty else float(observed.max()),
+                integer=bool(observed is not None and not observed.empty and (observed % 1 == 0).all()),
+                allows_missing=bool(series.isna().any()),
+            )
+        )
+    return fields
 
 
 def coerce_value(model: LoadedModel, frame: pd.DataFrame, column: str, value: Any) -> Any:
