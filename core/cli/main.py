@@ -17,6 +17,7 @@ from typing import Any
 
 from core import errors
 from core.cli import runtime as cli_runtime
+from core.cli import whatif as cli_whatif
 from core.cli.console import common_options, parse_rows, routed_logs, say
 from core.config import Settings
 
@@ -167,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modellens {_version()}")
     common = common_options(top=False)
     sub = parser.add_subparsers(
-        dest="command", metavar="{serve,inspect,explain,report,runtime}", help="the command (default: serve)"
+        dest="command",
+        metavar="{serve,inspect,explain,report,whatif,counterfactual,runtime}",
+        help="the command (default: serve)",
     )
     serve = sub.add_parser("serve", parents=[common], help="start the dashboard")
     serve.add_argument("--port", type=int, default=8501, help="the port to serve on (default 8501)")
@@ -182,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", help=_MODEL_HELP)
     _add_explain(sub, common)
     _add_report(sub, common)
+    cli_whatif.add_parsers(sub, common, model_help=_MODEL_HELP, epilog=_epilog())
     cli_runtime.add_parser(sub, parents=[common])
     return parser
 
@@ -191,6 +195,8 @@ def _run(args: argparse.Namespace) -> int:
         "inspect": _inspect,
         "explain": _explain,
         "report": _report,
+        "whatif": cli_whatif.run_whatif,
+        "counterfactual": cli_whatif.run_counterfactual,
         "runtime": cli_runtime.run,
     }
     try:
