@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from core.explanation import RowExplanation
-from core.present.figures import format_number, shift_figure, waterfall_figure
+from core.present.figures import format_number, shift_figure, waterfall_pair
 from core.whatif.scenario import Field, form_fields
 from ui import context, loaders, render
 
@@ -91,8 +91,9 @@ def panel(ctx: context.Context, row: RowExplanation) -> None:
             f"from {format_number(original.prediction)}",
             delta_color="off",
         )
+        before, after = waterfall_pair(original, edited, titles=(f"Row {row_id} as it is", f"Row {row_id} edited"))
         left, right = st.columns(2)
-        left.plotly_chart(waterfall_figure(original, title=f"Row {row_id} as it is"), key="whatif_original")
-        right.plotly_chart(waterfall_figure(edited, title=f"Row {row_id} edited"), key="whatif_edited")
+        left.plotly_chart(before, key="whatif_original")
+        right.plotly_chart(after, key="whatif_edited")
         with render.guard():
             st.plotly_chart(shift_figure(result.shift, units=units, changed=result.changed), key="whatif_shift")

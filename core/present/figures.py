@@ -33,6 +33,7 @@ __all__ = [
     "prediction_figure",
     "shift_figure",
     "waterfall_figure",
+    "waterfall_pair",
 ]
 
 POSITIVE, NEGATIVE = "#ff0051", "#008bfb"
@@ -233,11 +234,20 @@ def _row_label(name: str, value: Any) -> str:
     return f"{esc(name)} = {esc(format_value(value))}"
 
 
-def waterfall_figure(row: RowExplanation, *, max_display: int = 10, title: str | None = None) -> go.Figure:
+def waterfall_figure(
+    row: RowExplanation,
+    *,
+    max_display: int = 10,
+    title: str | None = None,
+    x_range: tuple[float, float] | None = None,
+    compact: bool = False,
+) -> go.Figure:
     """Base value → each feature's push (largest nearest the prediction) → prediction.
 
     The bars stack from the model's average output (dotted line, bottom) to this row's prediction (solid
-    line, top); red pushes up, blue pulls down; small features are folded into one "other" bar.
+    line, top); red pushes up, blue pulls down; small features are folded into one "other" bar. ``x_range``
+    fixes the axis (two waterfalls compared side by side share one); ``compact`` suits half a page (more room
+    for the value labels: inside the bars that fit them; a shorter axis title).
     """
     if not isinstance(row, RowExplanation):
         raise ExplanationError("waterfall_figure needs one row; try expl.row(0).")
@@ -258,7 +268,7 @@ def waterfall_figure(row: RowExplanation, *, max_display: int = 10, title: str |
             increasing={"marker": {"color": POSITIVE}},
             decreasing={"marker": {"color": NEGATIVE}},
             text=[format_number(a, signed=True) for a in amounts],
-            textposition="outside",
+            textposition="inside" if compact else "outside",  # half a page has no room beside the bars
             cliponaxis=False,
             connector={"line": {"color": "#bbb"}},
             hovertemplate="%{y}<br>%{text}<extra></extra>",
@@ -267,12 +277,34 @@ def waterfall_figure(row: RowExplanation, *, max_display: int = 10, title: str |
     _mark_base_and_prediction(fig, row, base_label="average", yref="paper", y=1)
     ends = row.base_value + np.cumsum([0.0, *amounts])
     lo, hi = float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
+    if x_range is not None:
+        lo, hi = min(lo, x_range[0]), max(hi, x_range[1])
     pad = 0.12 * (hi - lo) or 0.05 * (abs(hi) or 1.0)  # room for the value labels outside the bars
     fig.update_xaxes(range=[lo - pad, hi + pad])
+    if compact:
+        fig.update_layout(uniformtext={"minsize": 9, "mode": "hide"})  # a label that does not fit: on hover only
     fig = _layout(fig, esc(title or f"Waterfall for row {row.row_id}"), height=max(320, 30 * len(labels) + 140))
     fig.update_layout(margin={"t": 70, "b": 60, "r": 110})  # the prediction label grows rightwards
-    fig.update_xaxes(title=f"{esc(_units(row))} — from the average to this row's prediction")
+    axis = esc(_units(row)) if compact else f"{esc(_units(row))} — from the average to this row's prediction"
+    fig.update_xaxes(title=axis)
     return fig
+
+
+def waterfall_pair(
+    original: RowExplanation, edited: RowExplanation, *, titles: tuple[str, str], max_display: int = 8
+) -> tuple[go.Figure, go.Figure]:
+    """Two rows' waterfalls on one axis (a row and its edited copy), each compact enough for half a page."""
+
+    def span(row: RowExplanation) -> tuple[float, float]:
+        ends = row.base_value + np.cumsum([0.0, *row.values[np.argsort(-np.abs(row.values))]])
+        return float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
+
+    (a_lo, a_hi), (b_lo, b_hi) = span(original), span(edited)
+    shared = (min(a_lo, b_lo), max(a_hi, b_hi))
+    return (
+        waterfall_figure(original, max_display=max_display, title=titles[0], x_range=shared, compact=True),
+        waterfall_figure(edited, max_display=max_display, title=titles[1], x_range=shared, compact=True),
+    )
 
 
 def _mark_base_and_prediction(fig: go.Figure, row: RowExplanation, *, base_label: str, yref: str, y: float) -> None:
