@@ -251,13 +251,7 @@ def waterfall_figure(
     """
     if not isinstance(row, RowExplanation):
         raise ExplanationError("waterfall_figure needs one row; try expl.row(0).")
-    names, values, shown, other = row.ordered(max_display)
-    n_other = len(row.values) - len(names)
-    labels = [_row_label(n, v) for n, v in zip(names, shown, strict=True)][::-1]
-    amounts = list(values[::-1])
-    if n_other:
-        labels.insert(0, f"{n_other} other features")
-        amounts.insert(0, other)
+    labels, amounts = _waterfall_bars(row, max_display)
     fig = go.Figure(
         go.Waterfall(
             orientation="h",
@@ -275,10 +269,7 @@ def waterfall_figure(
         )
     )
     _mark_base_and_prediction(fig, row, base_label="average", yref="paper", y=1)
-    ends = row.base_value + np.cumsum([0.0, *amounts])
-    lo, hi = float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
-    if x_range is not None:
-        lo, hi = min(lo, x_range[0]), max(hi, x_range[1])
+    lo, hi = x_range if x_range is not None else _waterfall_span(row, amounts)
     pad = 0.12 * (hi - lo) or 0.05 * (abs(hi) or 1.0)  # room for the value labels outside the bars
     fig.update_xaxes(range=[lo - pad, hi + pad])
     if compact:
@@ -290,16 +281,28 @@ def waterfall_figure(
     return fig
 
 
+def _waterfall_bars(row: RowExplanation, max_display: int) -> tuple[list[str], list[float]]:
+    """Bar labels and amounts, bottom to top: the folded "other" bar first, the largest push last."""
+    names, values, shown, other = row.ordered(max_display)
+    n_other = len(row.values) - len(names)
+    labels = [_row_label(n, v) for n, v in zip(names, shown, strict=True)][::-1]
+    amounts = [float(a) for a in values[::-1]]
+    if n_other:
+        labels.insert(0, f"{n_other} other features")
+        amounts.insert(0, other)
+    return labels, amounts
+
+
+def _waterfall_span(row: RowExplanation, amounts: list[float]) -> tuple[float, float]:
+    ends = row.base_value + np.cumsum([0.0, *amounts])
+    return float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
+
+
 def waterfall_pair(
     original: RowExplanation, edited: RowExplanation, *, titles: tuple[str, str], max_display: int = 8
 ) -> tuple[go.Figure, go.Figure]:
     """Two rows' waterfalls on one axis (a row and its edited copy), each compact enough for half a page."""
-
-    def span(row: RowExplanation) -> tuple[float, float]:
-        ends = row.base_value + np.cumsum([0.0, *row.values[np.argsort(-np.abs(row.values))]])
-        return float(min(ends.min(), row.prediction)), float(max(ends.max(), row.prediction))
-
-    (a_lo, a_hi), (b_lo, b_hi) = span(original), span(edited)
+    (a_lo, a_hi), (b_lo, b_hi) = (_waterfall_span(r, _waterfall_bars(r, max_display)[1]) for r in (original, edited))
     shared = (min(a_lo, b_lo), max(a_hi, b_hi))
     return (
         waterfall_figure(original, max_display=max_display, title=titles[0], x_range=shared, compact=True),

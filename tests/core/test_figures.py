@@ -238,3 +238,23 @@ def test_force_and_waterfall_labels_never_share_a_place():
     for fig in (figures.force_figure(row.row(0)), figures.waterfall_figure(row.row(0))):
         marks = {n.text.split(" ")[0].strip("<b>"): n.xanchor for n in fig.layout.annotations if n.showarrow is False}
         assert marks["prediction"] == "left" and {"right"} == {v for k, v in marks.items() if k != "prediction"}
+
+
+def test_what_if_figures_share_an_axis_and_name_the_edit():
+    expl = explanation()
+    other_city = int(np.flatnonzero(expl.data["city"] != expl.data["city"].iloc[3])[0])
+    a, b = expl.row(3), expl.row(other_city)
+    left, right = figures.waterfall_pair(a, b, titles=("as it is", HOSTILE))
+    assert left.layout.xaxis.range == right.layout.xaxis.range  # one axis: the two rows compare by eye
+    assert right.layout.title.text == figures.esc(HOSTILE)
+    for fig, row in ((left, a), (right, b)):
+        lo, hi = fig.layout.xaxis.range
+        assert lo < min(row.base_value, row.prediction) and hi > max(row.base_value, row.prediction)
+    shift = pd.Series(b.values - a.values, index=list(expl.feature_names))
+    fig = figures.shift_figure(shift, units="probability of 'yes'", changed={"city": (a.data["city"], b.data["city"])})
+    bars = fig.data[0]
+    assert list(bars.x) == sorted(bars.x, key=abs)  # largest move on top (plotly draws from the bottom)
+    assert any(label.startswith("city: ") and "→" in label for label in bars.y)
+    assert "&lt;b&gt;Nice&lt;/b&gt;" in " ".join(bars.y) and "<b>" not in " ".join(bars.y)  # data stays text
+    with pytest.raises(ExplanationError, match="Nothing moved"):
+        figures.shift_figure(shift * 0, units="x")
