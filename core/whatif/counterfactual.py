@@ -11,7 +11,7 @@ What it guarantees, checked on every candidate it returns:
 * the goal holds on the model's own prediction of the edited row (a class: that class has the highest score;
   a threshold: the explained class's probability, or a regressor's prediction, is past it);
 * every new value occurs in the table (a numeric column's observed quantiles and the observed values between
-  the original and a quantile; a categorical column's observed levels that the model knows);
+  the original and a quantile; a categorical column's observed levels that the model knows, the 50 most frequent);
 * frozen columns never change and numeric values stay within their bounds;
 * candidates are ordered by how many columns change (1, then 2, up to ``max_changes``), then by distance in
   each column's own spread (|new - old| / IQR, else MAD, for numbers; 1 per changed category), and no
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 30_000  # predicted rows per search, all levels together
 BATCH_ROWS = 4_096  # rows per call to the model's worker
 QUANTILES = 21  # grid of observed values tried for a numeric column at the first level
+LEVELS = 50  # a categorical column's most frequent observed levels tried
 BEAM = 12  # partial edits extended at the next level
 VALUES_PER_COLUMN = 4  # a column's most promising values used when extending a partial edit
 REFINE_VALUES = 64  # observed values tried between the original and a candidate's value
@@ -170,7 +171,7 @@ class _Search:
             other = np.zeros(len(out))
         else:
             score = out[:, self.index]
-            other = np.delete(out, self.index, axis=1).max(axis=1) if out.shape[1] > 1 else np.zeros(len(out))
+            other = np.delete(out, self.index, axis=1).max(axis=1)
         if self.goal.is_class:
             return np.asarray(score - other, dtype=np.float64)
         threshold = float(self.goal.threshold or 0.0)
@@ -213,10 +214,11 @@ def _prepare_values(
         old = search.original[column]
         levels = allowed_values(search.model, search.frame, column)
         if levels is not None:
-            seen = {str(v) for v in search.frame[column].dropna().unique()}
-            search.values[column] = [v for v in levels if str(v) in seen and str(v) != str(old)]
+            counts = search.frame[column].dropna().astype(str).value_counts(sort=True)  # most frequent first
+            known = {str(v): v for v in levels}
+            search.values[column] = [known[t] for t in counts.index if t in known and t != str(old)][:LEVELS]
             continue
-        observed = pd.to_numeric(search.frame[column], errors="coerce").dropna()
+        observed = pd.to_numeric(search.frame[column], errors="coerce").dropna().astype(np.float64)
         if observed.empty:
             search.values[column] = []
             continue

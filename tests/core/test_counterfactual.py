@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pickle
 
+import lightgbm as lgb
 import numpy as np
+import pandas as pd
 import pytest
 
 from core.data.alignment import align
@@ -113,6 +115,26 @@ def test_a_multiclass_model_reaches_the_asked_class(pool):
         assert model.classes_[int(np.argmax(proba))] == target
         assert candidate.what_if.edited.class_label == target
         assert candidate.prediction == pytest.approx(proba[list(model.classes_).index(target)], abs=1e-9)
+
+
+def test_lightgbm_on_a_pandas_category_and_an_integer_column_in_log_odds(pool):
+    frame, y, _ = zoo.tabular()
+    frame = frame.assign(age=frame["age"].astype("int64"), city=frame["city"].astype("category"))
+    frame = frame[["age", "city", "income", "tenure"]]
+    model = lgb.LGBMClassifier(n_estimators=30, verbose=-1, n_jobs=1).fit(frame, y)
+    loaded = load_model(pickle.dumps(model), "lgbm.pkl", pool=pool)
+    explainer = make_explainer(loaded, align(loaded, frame), output="log-odds")
+    row = int(np.flatnonzero(model.predict(frame) == 0)[0])
+    found = counterfactuals(loaded, explainer, row, parse_goal("1", loaded.classes, loaded.task), k=3)
+
+    _check_common(explainer, loaded, row, found)
+    for candidate in found:
+        edited = _edited(explainer, row, candidate)
+        edited["city"] = pd.Categorical(edited["city"], categories=frame["city"].cat.categories)
+        edited["age"] = edited["age"].astype("int64")
+        assert model.predict(edited)[0] == 1
+        assert candidate.prediction == pytest.approx(model.predict(edited, raw_score=True)[0], abs=1e-6)
+        assert candidate.what_if.edited.output == "log-odds"
 
 
 def test_a_goal_already_met_or_out_of_reach_gives_no_candidate(pool):
