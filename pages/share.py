@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.present.exports import shap_csv, shap_parquet
 from core.present.report import build_report
-from ui import auth, context, loaders, render, share, state
+from ui import auth, context, loaders, render, share, state, whatif
 
 st.title("Share & export")
 with render.guard():
@@ -36,17 +36,27 @@ else:
         right.button("Delete", key=f"delete_{record.id}", on_click=loaders.store().delete, args=(record.id, owner))
 
 st.subheader("Report")
-st.caption("One HTML file with the model card, global importance, the beeswarm and the pinned rows; it opens offline.")
+st.caption(
+    "One HTML file with the model card, global importance, the beeswarm, the pinned rows and the pinned what-if "
+    "scenarios; it opens offline."
+)
 choices = sorted({*app.pinned, *([app.row] if app.row is not None else [])})
 rows = st.multiselect("Rows in the report", choices, default=choices, help="Pin rows in the row explorer.")
-report_key = (ctx.model_key, ctx.data_key, str(ctx.class_label), expl.output, tuple(rows))
+report_key = (ctx.model_key, ctx.data_key, str(ctx.class_label), expl.output, tuple(rows), repr(app.scenarios))
 if st.button("Build report", icon=":material/description:"):
     with render.guard(), st.spinner("Building the report…"):
         pinned = [ctx.job.row(r).for_class(ctx.class_label).row(0) for r in rows]
         # kept in the session: a rerun (e.g. the background refinement finishing) must not lose the download
         app.report = (
             report_key,
-            build_report(expl, ctx.model.card(), rows=pinned, title=ctx.source.label, notes=list(ctx.model.notices)),
+            build_report(
+                expl,
+                ctx.model.card(),
+                rows=pinned,
+                scenarios=whatif.scenario_views(ctx),
+                title=ctx.source.label,
+                notes=list(ctx.model.notices),
+            ),
         )
 built = app.report
 if built and built[0] == report_key:  # only the report of what is on screen

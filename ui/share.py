@@ -46,6 +46,7 @@ def create(ctx: Context, *, title: str = "", days: float | None = None) -> Share
         "view": app.view,
         "row": app.row,
         "pinned": list(app.pinned),
+        "scenarios": list(app.scenarios),
     }
     result = ctx.job.result
     return loaders.store().save(

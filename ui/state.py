@@ -8,6 +8,7 @@ reopens the same view. Choices live here; computed results never do (they are ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import streamlit as st
 
@@ -35,6 +36,7 @@ class AppState:
     pinned: list[int] = field(default_factory=list)
     adopted_share: str | None = None
     start_page: str | None = None
+    scenarios: list[dict[str, Any]] = field(default_factory=list)  # pinned what-ifs: {"row", "changes", "class"}
     share_link: str | None = None  # the last link this session created (shown until a new one)
     report: tuple[tuple[object, ...], str] | None = None  # (what it shows, the HTML): survives reruns
 
@@ -99,6 +101,7 @@ def adopt_share_settings(share_id: str, settings: dict[str, object]) -> None:
     if state.row is None and isinstance(settings.get("row"), int):
         state.row = int(settings["row"])  # type: ignore[arg-type]
     state.pinned = [int(r) for r in settings.get("pinned") or []]  # type: ignore[union-attr]
+    state.scenarios = [dict(s) for s in settings.get("scenarios") or [] if isinstance(s, dict)]  # type: ignore[union-attr]
 
 
 def leave_share() -> None:

@@ -13,10 +13,11 @@ import streamlit as st
 
 from core.explanation import RowExplanation
 from core.present.figures import format_number, shift_figure, waterfall_pair
+from core.present.report import ScenarioView
 from core.whatif.scenario import Field, form_fields
-from ui import context, loaders, render
+from ui import context, loaders, render, state
 
-__all__ = ["panel"]
+__all__ = ["panel", "scenario_views"]
 
 SHOWN = 6  # fields shown at first: the row's strongest contributions
 
@@ -25,20 +26,20 @@ def _key(row: int, name: str) -> str:
     return f"whatif:{row}:{name}"
 
 
-def _input(field: Field, row: int) -> Any:
+def _input(field: Field, row: int, start: Any) -> Any:
     key = _key(row, field.name)
     if field.options is not None:
         options: list[Any] = [*field.options, *([None] if field.allows_missing else [])]
-        index = next((i for i, o in enumerate(options) if str(o) == str(field.value)), None)
+        index = next((i for i, o in enumerate(options) if str(o) == str(start)), None)
         return st.selectbox(
             field.name, options, index=index, key=key, format_func=lambda o: "missing" if o is None else str(o)
         )
     span = f"observed {format_number(field.low)} to {format_number(field.high)}" if field.low is not None else None
     helps = f"{span}; leave empty for missing" if span and field.allows_missing else span
     if field.integer:
-        value = None if field.value is None else int(field.value)
+        value = None if start is None else int(start)
         return st.number_input(field.name, value=value, step=1, key=key, help=helps)
-    value = None if field.value is None else float(field.value)
+    value = None if start is None else float(start)
     return st.number_input(field.name, value=value, step=None, format="%g", key=key, help=helps)
 
 
@@ -51,22 +52,54 @@ def _reset(row: int, names: list[str]) -> None:
         st.session_state.pop(_key(row, name), None)
 
 
+def _pin(row: int, changes: tuple[tuple[str, Any], ...], class_label: Any) -> None:
+    app = state.get()
+    scenario = {"row": row, "changes": [list(c) for c in changes], "class": class_label}
+    if scenario not in app.scenarios:
+        app.scenarios.append(scenario)
+
+
+def _pinned(row: int) -> list[dict[str, Any]]:
+    return [s for s in state.get().scenarios if s.get("row") == row and isinstance(s.get("changes"), list)]
+
+
 @st.fragment
 def panel(ctx: context.Context, row: RowExplanation) -> None:
-    """Edit row ``row``'s raw columns: the prediction and its waterfall, edited beside original."""
+    """Edit row ``row``'s raw columns: the prediction and its waterfall, edited beside original.
+
+    A shared view opens a scenario pinned on this row with its edits already made.
+    """
     row_id = int(row.row_id)
     names, _, _, _ = row.ordered()
-    with st.expander("What if… edit this row and see the explanation move", icon=":material/tune:"):
-        rest = names[SHOWN:]
+    pinned = _pinned(row_id)
+    preset = {str(c[0]): c[1] for c in pinned[-1]["changes"]} if pinned and ctx.read_only else {}
+    title = "What if… edit this row and see the explanation move"
+    with st.expander(title, icon=":material/tune:", expanded=bool(preset)):
+        rest = [n for n in names[SHOWN:] if n not in preset]
         more = st.multiselect("More columns to edit", rest, key=f"whatif_more:{row_id}") if rest else []
+        shown = [*names[:SHOWN], *[n for n in names[SHOWN:] if n in preset], *more]
         with render.guard():
-            fields = form_fields(ctx.model, ctx.explainer.data, row_id, [*names[:SHOWN], *more])
+            fields = form_fields(ctx.model, ctx.explainer.data, row_id, shown)
         grid, values = st.columns(3), []
         for i, field in enumerate(fields):
             with grid[i % 3]:
-                values.append(_input(field, row_id))
+                values.append(_input(field, row_id, preset.get(field.name, field.value)))
         changes = tuple((f.name, v) for f, v in zip(fields, values, strict=True) if not _same(v, f.value))
-        st.button("Reset", on_click=_reset, args=(row_id, names), icon=":material/restart_alt:", disabled=not changes)
+        reset, pin = st.columns([1, 4])
+        reset.button(
+            "Reset", on_click=_reset, args=(row_id, names), icon=":material/restart_alt:", disabled=not changes
+        )
+        scenario = {"row": row_id, "changes": [list(c) for c in changes], "class": ctx.class_label}
+        pin.button(
+            "Pin this scenario",
+            on_click=_pin,
+            args=(row_id, changes, ctx.class_label),
+            icon=":material/push_pin:",
+            disabled=not changes or ctx.read_only or scenario in state.get().scenarios,
+            help="Pinned scenarios go into share links and the report, each beside its original row.",
+        )
+        if pinned:
+            st.caption(f"{len(pinned)} scenario(s) pinned on this row (in share links and the report).")
         if not changes:
             st.caption("Change a value above: the prediction and every contribution are recomputed exactly.")
             return
@@ -97,3 +130,25 @@ def panel(ctx: context.Context, row: RowExplanation) -> None:
         right.plotly_chart(after, key="whatif_edited")
         with render.guard():
             st.plotly_chart(shift_figure(result.shift, units=units, changed=result.changed), key="whatif_shift")
+
+
+def scenario_views(ctx: context.Context) -> list[ScenarioView]:
+    """The pinned scenarios as the report draws them (each explained exactly, the original beside it)."""
+    views = []
+    for scenario in state.get().scenarios:
+        changes = tuple((str(c[0]), c[1]) for c in scenario.get("changes") or ())
+        class_label = scenario.get("class")
+        with render.guard():
+            result = loaders.whatif(
+                ctx.model_key,
+                ctx.data_key,
+                ctx.explainer.output,
+                str(class_label),
+                int(scenario["row"]),
+                changes,
+                ctx.explainer,
+                ctx.model,
+                class_label,
+            ).unwrap()
+        views.append(ScenarioView(result.original.row(0), result.edited.row(0), dict(result.changed)))
+    return views

@@ -1,14 +1,17 @@
 """A report that travels: one self-contained, interactive HTML file (plotly.js embedded, no network needed).
 
-It holds the model card, global importance, the beeswarm, and the waterfall, force strip and plain-language
-summary of each pinned row. Every user-supplied string is escaped (feature names, values, class labels,
-titles); figures escape their own labels (:mod:`core.present.figures`).
+It holds the model card, global importance, the beeswarm, the waterfall, force strip and plain-language
+summary of each pinned row, and each pinned what-if scenario (the edited row beside its original). Every
+user-supplied string is escaped (feature names, values, class labels, titles); figures escape their own
+labels (:mod:`core.present.figures`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import plotly.io as pio
@@ -19,7 +22,7 @@ from core.explanation import Explanation, RowExplanation
 from core.present import figures
 from core.present.narrative import summarize
 
-__all__ = ["build_report"]
+__all__ = ["ScenarioView", "build_report"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -27,7 +30,17 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { margin-bottom: .2rem; } .muted { color: #666; font-size: .9rem; }
 table.card { border-collapse: collapse; margin: .5rem 0 1rem; } .card td { padding: .2rem .8rem .2rem 0; }
 .card td:first-child { color: #666; } section { margin: 2rem 0; } .summary { font-size: 1.05rem; }
+.pair { display: flex; gap: 1rem; } .pair > div { flex: 1; min-width: 0; }
 """
+
+
+@dataclass(frozen=True)
+class ScenarioView:
+    """A pinned what-if scenario as the report shows it: a row, its edited copy and what was changed."""
+
+    original: RowExplanation
+    edited: RowExplanation
+    changed: dict[str, tuple[Any, Any]]
 
 
 def _e(value: Any) -> str:
@@ -83,6 +96,7 @@ def build_report(
     card: dict[str, Any],
     *,
     rows: list[RowExplanation] | None = None,
+    scenarios: Sequence[ScenarioView] = (),
     title: str = "",
     notes: list[str] | tuple[str, ...] = (),
 ) -> str:
@@ -92,6 +106,7 @@ def build_report(
         expl: The explanation shown globally (the selected class, raw columns).
         card: The model card (:meth:`core.loading.models.LoadedModel.card`).
         rows: The pinned rows' explanations.
+        scenarios: Pinned what-if scenarios (each edited row beside its original).
         title: The report's title (escaped).
         notes: Extra lines for the header (notices, the method).
     """
@@ -105,6 +120,8 @@ def build_report(
     ]
     if rows:
         sections.append("<h2>Pinned rows</h2>" + "".join(_row_section(r) for r in rows))
+    if scenarios:
+        sections.append("<h2>What-if scenarios</h2>" + "".join(_scenario_section(s) for s in scenarios))
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{_e(title)}</title><style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script>"
@@ -112,4 +129,22 @@ def build_report(
         + "".join(f"<p class='muted'>{_e(n)}</p>" for n in header)
         + "".join(sections)
         + "</body></html>"
+    )
+
+
+def _scenario_section(scenario: ScenarioView) -> str:
+    before, after = scenario.original, scenario.edited
+    value = figures.format_value
+    edits = "; ".join(f"{name}: {value(old)} → {value(new)}" for name, (old, new) in scenario.changed.items())
+    moved = (
+        f"The prediction moves from {figures.format_number(before.prediction)} to "
+        f"{figures.format_number(after.prediction)} ({after.output})."
+    )
+    left, right = figures.waterfall_pair(
+        before, after, titles=(f"Row {before.row_id} as it is", f"Row {before.row_id} edited")
+    )
+    return (
+        f"<section><h3>Row {before.row_id}, edited</h3><p class='summary'>{_e(edits)}. {_e(moved)}</p>"
+        f"<p>{_e(summarize(after))}</p><div class='pair'><div>{_figure(left)}</div><div>{_figure(right)}</div></div>"
+        "</section>"
     )

@@ -1,49 +1,86 @@
-"""The row explorer's what-if panel under AppTest: edit a value, see the exact explanation of the edited row."""
+"""The row explorer's what-if panel under AppTest: edit a value, see the exact explanation of the edited row,
+pin the scenario, and open it from a share link and in the report."""
 
 from __future__ import annotations
 
-import numpy as np
+import pickle
+
+import pandas as pd
 import pytest
-import streamlit as st
 
-from core.isolation.workers import close_all_pools
-from tests.pages.test_pages import app, arr, charts
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    close_all_pools()
-    st.cache_resource.clear()
+from core.config import Settings
+from core.data.demo import demo_files
+from tests.pages.test_pages import _fresh_caches, app, arr, charts  # noqa: F401 - _fresh_caches is autouse
 
 
 def _titled(at, title):
-    return next(c for c in charts(at) if c["layout"].get("title", {}).get("text", "") == title)
+    found = [c for c in charts(at) if c["layout"].get("title", {}).get("text", "") == title]
+    return found[0] if found else None
 
 
-def test_editing_a_value_explains_the_edited_row_beside_the_original(monkeypatch):
+def _demo_model():
+    model_path, data_path = demo_files("breast-cancer", Settings.from_env().home)
+    model = pickle.loads(model_path.read_bytes())  # noqa: S301 - the demo model this test suite just trained
+    return model, pd.read_csv(data_path).drop(columns=["diagnosis"])
+
+
+def _edited_prediction(at, row):
+    edited = _titled(at, f"Row {row} edited")
+    trace = next(t for t in edited["data"] if t.get("type") == "waterfall")
+    return trace["base"] + sum(arr(trace["x"])), edited
+
+
+def test_an_edit_gives_the_models_own_prediction_and_an_exact_waterfall(monkeypatch):
     monkeypatch.setenv("MODELLENS_BUDGET_SECONDS", "600")
     at = app(row="5").run()
     at.switch_page("pages/row_explorer.py").run()
     assert not at.exception
     inputs = [n for n in at.number_input if str(n.key).startswith("whatif:5:")]
-    assert inputs, "the what-if form shows the row's strongest columns"
-    assert not any(c["layout"].get("title", {}).get("text", "").startswith("Row 5 edited") for c in charts(at))
+    assert len(inputs) == 6, "the form shows the row's six strongest columns"
+    assert _titled(at, "Row 5 edited") is None
     first = inputs[0]
     name = str(first.key).split(":", 2)[2]
-    first.set_value(first.value * 3).run()
+    new_value = first.value * 3
+    first.set_value(new_value).run()
     assert not at.exception
-    original, edited = _titled(at, "Row 5 as it is"), _titled(at, "Row 5 edited")
+
+    model, frame = _demo_model()
+    edited_row = frame.iloc[[5]].assign(**{name: new_value})
+    positive = list(model.classes_).index("malignant")
+    expected = model.predict_proba(edited_row)[0, positive]
+    adds_up, _ = _edited_prediction(at, 5)  # base + contributions of the edited waterfall
+    assert adds_up == pytest.approx(expected, abs=1e-9)
+    assert _titled(at, "Row 5 as it is") is not None
     shift = _titled(at, "Change in contribution (probability of &#x27;malignant&#x27;)")
-    moved = shift["data"][0]
-    assert any(label.startswith(name) and "→" in label for label in moved["y"])  # the edited column, old → new
+    assert any(label.startswith(name) and "→" in label for label in shift["data"][0]["y"])
     metric = next(m for m in at.metric if m.label.startswith("Prediction"))
-    assert metric.delta and "from" in metric.delta
-    before = [t for t in original["data"] if t.get("type") == "waterfall"]
-    after = [t for t in edited["data"] if t.get("type") == "waterfall"]
-    assert before and after and not np.allclose(arr(before[0]["x"]), arr(after[0]["x"]))
-    reset = next(b for b in at.button if b.label == "Reset")
-    reset.click().run()
-    assert not any(c["layout"].get("title", {}).get("text", "") == "Row 5 edited" for c in charts(at))
+    assert float(metric.value) == pytest.approx(expected, abs=5e-3) and "from" in metric.delta
+
+    next(b for b in at.button if b.label == "Reset").click().run()
+    assert _titled(at, "Row 5 edited") is None
+
+
+def test_a_pinned_scenario_reaches_the_share_link_and_the_report(monkeypatch):
+    monkeypatch.setenv("MODELLENS_BUDGET_SECONDS", "600")
+    at = app(row="9").run()
+    at.switch_page("pages/row_explorer.py").run()
+    first = next(n for n in at.number_input if str(n.key).startswith("whatif:9:"))
+    name = str(first.key).split(":", 2)[2]
+    first.set_value(first.value / 4).run()
+    prediction, _ = _edited_prediction(at, 9)
+    next(b for b in at.button if b.label == "Pin this scenario").click().run()
+    assert next(b for b in at.button if b.label == "Pin this scenario").disabled  # pinned once
+    next(b for b in at.sidebar.button if b.label == "Share this view").click().run()
+    link = at.sidebar.code[0].value
+    params = dict(part.split("=", 1) for part in link.split("?", 1)[1].split("&"))
+
+    viewer = app(**params).run()  # a stakeholder: a new session, read-only, the same edit already made
+    assert not viewer.exception and viewer.title[0].value == "Row explorer"
+    shown = next(n for n in viewer.number_input if n.key == first.key)
+    assert shown.value == pytest.approx(first.value)
+    assert _edited_prediction(viewer, 9)[0] == pytest.approx(prediction, abs=1e-12)
+
+    viewer.switch_page("pages/share.py").run()
+    next(b for b in viewer.button if b.label == "Build report").click().run()
+    report = viewer.session_state["app"].report[1]
+    assert "What-if scenarios" in report and f"{name}: " in report and "Row 9 edited" in report
