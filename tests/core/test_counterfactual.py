@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import lightgbm as lgb
@@ -12,7 +13,8 @@ import pytest
 from core.data.alignment import align
 from core.engine.explain import make_explainer
 from core.errors import DataError
-from core.loading.models import load_model
+from core.loading.models import LoadedModel, load_model
+from core.whatif import counterfactual
 from core.whatif.counterfactual import REFINE_VALUES, Goal, counterfactuals, goal_reached, parse_goal
 from core.whatif.scenario import allowed_values
 from tests.core import zoo
@@ -147,6 +149,30 @@ def test_a_goal_already_met_or_out_of_reach_gives_no_candidate(pool):
     impossible = parse_goal(">1.5", loaded.classes, loaded.task)  # a probability never exceeds 1
     assert not goal_reached(loaded, explainer, row, impossible)
     assert counterfactuals(loaded, explainer, row, impossible, k=2) == []
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingModel(LoadedModel):
+    """The real loaded model, counting the rows its worker is asked to predict."""
+
+    calls: list[int] = dataclasses.field(default_factory=list)
+
+    def predict(self, frame, output=None):
+        self.calls.append(len(frame))
+        return super().predict(frame, output)
+
+
+def test_the_search_never_predicts_more_rows_than_its_budget(pool, monkeypatch):
+    model, loaded, explainer = _setup("pipe_rf", pool)
+    counting = CountingModel(**{f.name: getattr(loaded, f.name) for f in dataclasses.fields(LoadedModel)})
+    row = int(np.flatnonzero(model.predict(explainer.data) == 0)[0])
+    counterfactuals(counting, explainer, row, Goal(label=1), k=5)
+    assert sum(counting.calls) > 300  # the whole search needs more than the budget set below
+    counting.calls.clear()
+    monkeypatch.setattr(counterfactual, "MAX_ROWS", 300)
+    bounded = counterfactuals(counting, explainer, row, Goal(label=1), k=5)
+    assert sum(counting.calls) <= 300 and max(counting.calls) <= counterfactual.BATCH_ROWS
+    assert bounded and all(model.predict(_edited(explainer, row, c))[0] == 1 for c in bounded)
 
 
 def test_goals_and_constraints_that_cannot_work_say_what_to_do(pool):
