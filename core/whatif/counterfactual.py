@@ -145,7 +145,7 @@ class _Search:
     def slack(self, edits: list[Edits]) -> np.ndarray:
         """How far past the goal each edited row is (> 0, or >= 0 for >= and <=: reached); NaN past the budget."""
         out = np.full(len(edits), np.nan)
-        n = min(len(edits), MAX_ROWS - self.used)
+        n = max(0, min(len(edits), MAX_ROWS - self.used))
         for start in range(0, n, BATCH_ROWS):
             stop = min(n, start + BATCH_ROWS)
             out[start:stop] = self._slack(self.model.predict(self._rows(edits[start:stop]), self.units))
@@ -373,7 +373,12 @@ def _select(search: _Search, found: list[Edits], k: int) -> list[Edits]:
 
 
 def goal_reached(model: LoadedModel, explainer: Explainer, row: int, goal: Goal, *, class_label: Any = None) -> bool:
-    """Whether row ``row`` already meets ``goal`` (one prediction)."""
+    """Whether row ``row`` already meets ``goal`` (one prediction).
+
+    Raises:
+        DataError: The row is not in the table.
+    """
+    _check_constraints(explainer.data, row, (), {})
     search = _search(model, explainer, row, goal, class_label)
     return bool(search.reached(search.slack([()]))[0])
 

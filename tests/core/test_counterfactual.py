@@ -193,3 +193,5 @@ def test_goals_and_constraints_that_cannot_work_say_what_to_do(pool):
         counterfactuals(loaded, explainer, 0, goal, bounds={"age": (60, 20)})
     with pytest.raises(DataError, match="Row 999 is not in the table"):
         counterfactuals(loaded, explainer, 999, goal)
+    with pytest.raises(DataError, match="Row -1 is not in the table"):
+        goal_reached(loaded, explainer, -1, goal)
