@@ -46,11 +46,11 @@ def parse_bound(text: str) -> tuple[str, tuple[float | None, float | None]]:
         raise argparse.ArgumentTypeError(f"{text!r} is not COL=LOW:HIGH (e.g. --bound income=20000:60000)") from None
 
 
-def _common(parser: argparse.ArgumentParser, model_help: str) -> None:
+def _common(parser: argparse.ArgumentParser, model_help: str, class_help: str) -> None:
     parser.add_argument("model", help=model_help)
     parser.add_argument("data", help="the table the row comes from: CSV, Parquet or .xlsx")
     parser.add_argument("--row", type=int, required=True, help="the row's position in the table (from 0)")
-    parser.add_argument("--class", dest="class_label", help="class label to explain (classifiers)")
+    parser.add_argument("--class", dest="class_label", help=class_help)
     parser.add_argument(
         "--output", default="auto", choices=["auto", "probability", "log-odds", "raw"], help=_OUTPUT_HELP
     )
@@ -66,7 +66,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, *, model_help: str, e
         description="Edit raw columns of one row and print both exact explanations as JSON.",
         **style,
     )
-    _common(whatif, model_help)
+    _common(whatif, model_help, "class label to explain (classifiers; default: the positive or first class)")
     whatif.add_argument(
         "--set",
         dest="changes",
@@ -85,7 +85,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, *, model_help: str, e
         "values only from the table, frozen columns never changed. Each candidate is explained exactly.",
         **style,
     )
-    _common(cf, model_help)
+    _common(
+        cf,
+        model_help,
+        "class whose prediction and contributions are shown (default: a class goal's, else positive or first)",
+    )
     cf.add_argument(
         "--target",
         dest="goal",
