@@ -213,3 +213,23 @@ def whatif(
     from core.whatif.scenario import what_if
 
     return _attempt(what_if, _explainer, _model, row, dict(changes), class_label=_class_label)
+
+
+@_retry_crashes
+@st.cache_resource(show_spinner="Sweeping the feature across its values…", max_entries=128, ttl=TTL)
+def sensitivity(
+    model_digest: str,
+    data_digest: str,
+    output: str,
+    class_key: str,
+    row: int,
+    feature: str,
+    changes: tuple[tuple[str, Any], ...],
+    _explainer: Explainer,
+    _model: LoadedModel,
+    _class_label: Any,
+) -> Outcome:
+    """One row's prediction and one feature's contribution across the feature's values (the what-if panel)."""
+    from core.whatif.sensitivity import sensitivity as sweep
+
+    return _attempt(sweep, _explainer, _model, row, feature, changes=dict(changes), class_label=_class_label)

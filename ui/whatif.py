@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from core.explanation import RowExplanation
-from core.present.figures import format_number, shift_figure, waterfall_pair
+from core.present.figures import format_number, sensitivity_figure, shift_figure, waterfall_pair
 from core.present.report import ScenarioView
 from core.whatif.scenario import Field, form_fields
 from ui import context, loaders, render, state
@@ -102,6 +102,7 @@ def panel(ctx: context.Context, row: RowExplanation) -> None:
             st.caption(f"{len(pinned)} scenario(s) pinned on this row (in share links and the report).")
         if not changes:
             st.caption("Change a value above: the prediction and every contribution are recomputed exactly.")
+            _sensitivity(ctx, row_id, names, changes)
             return
         with render.guard():
             result = loaders.whatif(
@@ -130,6 +131,36 @@ def panel(ctx: context.Context, row: RowExplanation) -> None:
         right.plotly_chart(after, key="whatif_edited")
         with render.guard():
             st.plotly_chart(shift_figure(result.shift, units=units, changed=result.changed), key="whatif_shift")
+        _sensitivity(ctx, row_id, names, changes)
+
+
+def _sensitivity(ctx: context.Context, row: int, names: list[str], changes: tuple[tuple[str, Any], ...]) -> None:
+    edited = dict(changes)
+    default = next((names.index(c) for c, _ in changes if c in names), 0)
+    feature = st.selectbox("Sensitivity of", names, index=default, key=f"whatif_sweep:{row}")
+    with render.guard():
+        sweep = loaders.sensitivity(
+            ctx.model_key,
+            ctx.data_key,
+            ctx.explainer.output,
+            str(ctx.class_label),
+            row,
+            feature,
+            changes,
+            ctx.explainer,
+            ctx.model,
+            ctx.class_label,
+        ).unwrap()
+    figure = sensitivity_figure(
+        feature,
+        sweep.grid,
+        sweep.prediction,
+        sweep.contribution,
+        units=sweep.explanation.units,
+        current=ctx.explainer.data[feature].iloc[row],
+        edited=edited.get(feature),
+    )
+    st.plotly_chart(figure, key="whatif_sensitivity")
 
 
 def scenario_views(ctx: context.Context) -> list[ScenarioView]:

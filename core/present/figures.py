@@ -31,6 +31,7 @@ __all__ = [
     "format_value",
     "importance_figure",
     "prediction_figure",
+    "sensitivity_figure",
     "shift_figure",
     "waterfall_figure",
     "waterfall_pair",
@@ -508,4 +509,46 @@ def shift_figure(
     )
     fig = _layout(fig, f"Change in contribution ({esc(units)})", height=max(260, 30 * len(labels) + 120))
     fig.update_layout(margin={"l": 10, "r": 60, "t": 50, "b": 40})
+    return fig
+
+
+def sensitivity_figure(
+    feature: str,
+    grid: list[Any],
+    prediction: np.ndarray,
+    contribution: np.ndarray,
+    *,
+    units: str,
+    current: Any = None,
+    edited: Any = None,
+) -> go.Figure:
+    """One row's prediction and the feature's own contribution across the feature's values (an ICE curve).
+
+    The row's value is marked with a dotted line, an edited value with a solid one.
+    """
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid)
+    x = list(grid) if numeric else [esc(format_value(v)) for v in grid]
+    mode = "lines+markers" if numeric else "markers"
+    fig = go.Figure(
+        [
+            go.Scatter(x=x, y=prediction, mode=mode, name="prediction", line={"color": "#111"}),
+            go.Scatter(
+                x=x,
+                y=contribution,
+                mode=mode,
+                name=f"contribution of {esc(feature)}",
+                line={"color": POSITIVE, "dash": "dot"},
+            ),
+        ]
+    )
+    for value, dash, label in ((current, "dot", "this row"), (edited, "solid", "edited")):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        where = value if numeric else esc(format_value(value))
+        if numeric and not isinstance(where, (int, float)):
+            continue
+        fig.add_vline(x=where, line={"dash": dash, "color": "#666"}, annotation_text=label)
+    fig = _layout(fig, f"Sensitivity to {esc(feature)} ({esc(units)})", height=340, hovermode="x unified")
+    fig.update_xaxes(title=esc(feature))
+    fig.update_layout(legend={"orientation": "h", "y": -0.25})
     return fig

@@ -81,3 +81,19 @@ def test_a_pandas_category_level_of_a_lightgbm_model_in_log_odds(pool):
         result.edited.base_values + result.edited.values.sum(axis=1), result.edited.prediction, atol=1e-9
     )
     assert result.edited.output == "log-odds" and set(result.changed) == {"city"}
+
+
+def test_sensitivity_sweeps_observed_values_with_the_models_own_predictions(pool):
+    model, loaded, explainer = _setup("pipe_rf", pool)
+    from core.whatif.sensitivity import sensitivity
+
+    sweep = sensitivity(explainer, loaded, 4, "age", changes={"city": "Paris"}, class_label=1, points=9)
+    observed = explainer.data["age"]
+    assert sweep.grid == sorted(sweep.grid) and min(sweep.grid) == observed.min() and max(sweep.grid) == observed.max()
+    copies = explainer.data.iloc[[4] * len(sweep.grid)].assign(city="Paris", age=sweep.grid)
+    np.testing.assert_allclose(sweep.prediction, model.predict_proba(copies)[:, 1], atol=1e-9)
+    expl = sweep.explanation
+    np.testing.assert_allclose(expl.base_values + expl.values.sum(axis=1), sweep.prediction, atol=1e-9)
+    assert sweep.contribution.std() > 0  # age moves its own contribution
+    levels = sensitivity(explainer, loaded, 4, "city", class_label=1)
+    assert sorted(levels.grid) == ["Lyon", "Nice", "Paris"] and levels.categorical
