@@ -233,3 +233,29 @@ def sensitivity(
     from core.whatif.sensitivity import sensitivity as sweep
 
     return _attempt(sweep, _explainer, _model, row, feature, changes=dict(changes), class_label=_class_label)
+
+
+@_retry_crashes
+@st.cache_resource(show_spinner="Searching for the smallest changes…", max_entries=64, ttl=TTL)
+def counterfactuals(
+    model_digest: str,
+    data_digest: str,
+    output: str,
+    class_key: str,
+    row: int,
+    goal: str,
+    freeze: tuple[str, ...],
+    k: int,
+    _explainer: Explainer,
+    _model: LoadedModel,
+    _class_label: Any,
+) -> Outcome:
+    """Up to ``k`` smallest edits of row ``row`` that reach ``goal`` (the what-if panel's search)."""
+    from core.whatif.counterfactual import counterfactuals as search
+    from core.whatif.counterfactual import parse_goal
+
+    def run() -> Any:
+        target = parse_goal(goal, _model.classes, _model.task)
+        return search(_model, _explainer, row, target, freeze=freeze, k=k, class_label=_class_label)
+
+    return _attempt(run)

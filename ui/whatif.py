@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from core.explanation import RowExplanation
-from core.present.figures import format_number, sensitivity_figure, shift_figure, waterfall_pair
+from core.present.figures import format_number, format_value, sensitivity_figure, shift_figure, waterfall_pair
 from core.present.report import ScenarioView
 from core.whatif.scenario import Field, form_fields
 from ui import context, loaders, render, state
@@ -103,6 +103,7 @@ def panel(ctx: context.Context, row: RowExplanation) -> None:
         if not changes:
             st.caption("Change a value above: the prediction and every contribution are recomputed exactly.")
             _sensitivity(ctx, row_id, names, changes)
+            _counterfactuals(ctx, row_id, names, row)
             return
         with render.guard():
             result = loaders.whatif(
@@ -132,6 +133,83 @@ def panel(ctx: context.Context, row: RowExplanation) -> None:
         with render.guard():
             st.plotly_chart(shift_figure(result.shift, units=units, changed=result.changed), key="whatif_shift")
         _sensitivity(ctx, row_id, names, changes)
+        _counterfactuals(ctx, row_id, names, row)
+
+
+def _open_candidate(row: int, changes: dict[str, tuple[Any, Any]], fields: dict[str, Field], first: list[str]) -> None:
+    """Put a counterfactual's values into the form (its columns added to the form when not shown yet)."""
+    more_key = f"whatif_more:{row}"
+    extra = [c for c in changes if c not in first]
+    st.session_state[more_key] = [
+        *st.session_state.get(more_key, []),
+        *(c for c in extra if c not in st.session_state.get(more_key, [])),
+    ]
+    for column, (_, new) in changes.items():
+        field = fields.get(column)
+        if field is not None and field.options is None and new is not None:
+            new = int(new) if field.integer else float(new)
+        st.session_state[_key(row, column)] = new
+
+
+def _counterfactuals(ctx: context.Context, row: int, names: list[str], explained: RowExplanation) -> None:
+    """The smallest change that reaches a class or a threshold, and its candidates to open as what-ifs."""
+    st.markdown("**Smallest change that reaches…**")
+    goal_col, freeze_col, k_col = st.columns([2, 3, 1])
+    if ctx.model.classes:
+        labels = [str(c) for c in ctx.model.classes]
+        shown = str(explained.class_label)
+        likely = explained.prediction > (0.5 if explained.output == "probability" else 0.0)  # the shown class wins
+        current = shown if likely else next((x for x in labels if x != shown), shown)
+        goal = goal_col.selectbox(
+            "Goal",
+            [*labels, "a threshold…"],
+            index=next(i for i, x in enumerate(labels) if x != current) if len(labels) > 1 else 0,
+            key=f"cf_goal:{row}",
+            help="A class the edited row must be predicted as, or a threshold on this class.",
+        )
+        if goal == "a threshold…":
+            goal = goal_col.text_input("Threshold", value=">0.5", key=f"cf_threshold:{row}")
+    else:
+        goal = goal_col.text_input(
+            "Goal",
+            value="",
+            placeholder=">120",
+            key=f"cf_threshold:{row}",
+            help="A threshold on the prediction, e.g. >120 or <=3.5.",
+        )
+    freeze = freeze_col.multiselect("Never change", names, key=f"cf_freeze:{row}", help="e.g. age, sex")
+    k = int(k_col.number_input("How many", 1, 5, 3, key=f"cf_k:{row}"))
+    if not goal or not st.button("Find the smallest changes", key=f"cf_find:{row}", icon=":material/search:"):
+        return
+    with render.guard():
+        found = loaders.counterfactuals(
+            ctx.model_key,
+            ctx.data_key,
+            ctx.explainer.output,
+            str(ctx.class_label),
+            row,
+            str(goal),
+            tuple(freeze),
+            k,
+            ctx.explainer,
+            ctx.model,
+            ctx.class_label,
+        ).unwrap()
+    if not found:
+        st.info("No change of up to three columns, to values seen in the table, reaches this goal.")
+        return
+    fields = {f.name: f for f in form_fields(ctx.model, ctx.explainer.data, row)}
+    for i, candidate in enumerate(found):
+        edits = "; ".join(f"{c}: {format_value(a)} → {format_value(b)}" for c, (a, b) in candidate.changes.items())
+        text, button = st.columns([5, 1])
+        text.markdown(f"{i + 1}. {render.md(edits)} — prediction **{format_number(candidate.prediction)}**")
+        button.button(
+            "Open",
+            key=f"cf_open:{row}:{i}",
+            on_click=_open_candidate,
+            args=(row, candidate.changes, fields, names[:SHOWN]),
+            help="Edit the row this way above.",
+        )
 
 
 def _sensitivity(ctx: context.Context, row: int, names: list[str], changes: tuple[tuple[str, Any], ...]) -> None:

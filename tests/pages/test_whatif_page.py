@@ -84,3 +84,18 @@ def test_a_pinned_scenario_reaches_the_share_link_and_the_report(monkeypatch):
     next(b for b in viewer.button if b.label == "Build report").click().run()
     report = viewer.session_state["app"].report[1]
     assert "What-if scenarios" in report and f"{name}: " in report and "Row 9 edited" in report
+
+
+def test_the_smallest_change_opens_as_a_what_if_that_reaches_the_goal(monkeypatch):
+    monkeypatch.setenv("MODELLENS_BUDGET_SECONDS", "600")
+    at = app(row="5").run()  # predicted malignant (0.89)
+    at.switch_page("pages/row_explorer.py").run()
+    assert at.selectbox(key="cf_goal:5").value == "benign"  # the other class is the natural question
+    at.multiselect(key="cf_freeze:5").set_value(["worst concave points"]).run()
+    next(b for b in at.button if b.label == "Find the smallest changes").click().run()
+    assert not at.exception
+    found = [m.value for m in at.markdown if m.value[:3] in {"1. ", "2. ", "3. "}]
+    assert found and all("worst concave points" not in line for line in found)  # frozen
+    next(b for b in at.button if b.key == "cf_open:5:0").click().run()
+    malignant, _ = _edited_prediction(at, 5)
+    assert malignant < 0.5  # the opened candidate really is predicted benign
