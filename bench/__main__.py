@@ -18,6 +18,7 @@ SECTIONS = {
     "automl": "bench.automl",
     "hostile": "bench.hostile",
     "sandbox": "bench.sandbox",
+    "whatif": "bench.whatif",
 }
 
 
