@@ -2,7 +2,7 @@ import streamlit as st
 
 from core.engine.importance import global_importances, strongest_interaction
 from core.present.figures import dependence_figure, importance_figure
-from ui import context, loaders, render, selection, state
+from ui import context, loaders, render, selection, state, whatif
 
 st.title("Global importance")
 with render.guard():
@@ -71,3 +71,4 @@ st.caption("Click a bar to see how that feature's value drives its contribution.
 order = list(expl.mean_abs().index)
 feature = st.selectbox("Feature", order, key="dependence_pick")
 st.plotly_chart(dependence_figure(expl, feature, color_by=strongest_interaction(expl, feature)), key="dependence")
+whatif.ice_section(ctx, feature)

@@ -259,3 +259,21 @@ def counterfactuals(
         return search(_model, _explainer, row, target, freeze=freeze, k=k, class_label=_class_label)
 
     return _attempt(run)
+
+
+@_retry_crashes
+@st.cache_resource(show_spinner="Sweeping the feature on sampled rows…", max_entries=64, ttl=TTL)
+def ice(
+    model_digest: str,
+    data_digest: str,
+    output: str,
+    class_key: str,
+    feature: str,
+    _explainer: Explainer,
+    _model: LoadedModel,
+    _class_label: Any,
+) -> Outcome:
+    """ICE curves of one feature on a seeded sample of rows (the dependence view)."""
+    from core.whatif.sensitivity import ice_bundle
+
+    return _attempt(ice_bundle, _explainer, _model, feature, class_label=_class_label)

@@ -12,12 +12,19 @@ from typing import Any
 import streamlit as st
 
 from core.explanation import RowExplanation
-from core.present.figures import format_number, format_value, sensitivity_figure, shift_figure, waterfall_pair
+from core.present.figures import (
+    format_number,
+    format_value,
+    ice_figure,
+    sensitivity_figure,
+    shift_figure,
+    waterfall_pair,
+)
 from core.present.report import ScenarioView
 from core.whatif.scenario import Field, form_fields
 from ui import context, loaders, render, state
 
-__all__ = ["panel", "scenario_views"]
+__all__ = ["ice_section", "panel", "scenario_views"]
 
 SHOWN = 6  # fields shown at first: the row's strongest contributions
 
@@ -261,3 +268,28 @@ def scenario_views(ctx: context.Context) -> list[ScenarioView]:
             ).unwrap()
         views.append(ScenarioView(result.original.row(0), result.edited.row(0), dict(result.changed)))
     return views
+
+
+def ice_section(ctx: context.Context, feature: str) -> None:
+    """The dependence view's ICE bundle and partial dependence for ``feature`` (the class selector's class)."""
+    if not st.toggle("Each row's curve (ICE) and their average", key="ice_toggle", help=ICE_HELP):
+        return
+    with render.guard():
+        bundle = loaders.ice(
+            ctx.model_key,
+            ctx.data_key,
+            ctx.explainer.output,
+            str(ctx.class_label),
+            feature,
+            ctx.explainer,
+            ctx.model,
+            ctx.class_label,
+        ).unwrap()
+    units = ctx.explanation().units
+    st.plotly_chart(ice_figure(feature, bundle.grid, bundle.curves, units=units), key="ice")
+
+
+ICE_HELP = (
+    "The model's prediction for 60 sampled rows as this feature alone sweeps its observed values (centred at the "
+    "first value); the bold line is their average, the partial dependence. Lines that cross show interactions."
+)

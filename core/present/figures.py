@@ -29,6 +29,7 @@ __all__ = [
     "esc",
     "force_figure",
     "format_value",
+    "ice_figure",
     "importance_figure",
     "prediction_figure",
     "sensitivity_figure",
@@ -551,4 +552,44 @@ def sensitivity_figure(
     fig = _layout(fig, f"Sensitivity to {esc(feature)} ({esc(units)})", height=340, hovermode="x unified")
     fig.update_xaxes(title=esc(feature))
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def ice_figure(feature: str, grid: list[Any], curves: np.ndarray, *, units: str, centred: bool = True) -> go.Figure:
+    """Individual conditional expectation: one thin line per sampled row, their average (partial dependence) bold.
+
+    ``curves`` is (rows, values) in the model's units; centred, each starts at 0 at the first value, so the
+    lines compare by shape (does the feature act the same way on every row?) rather than by level.
+    """
+    if curves.size == 0:
+        raise ExplanationError("No rows to draw the dependence curves on.")
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in grid)
+    x = list(grid) if numeric else [esc(format_value(v)) for v in grid]
+    lines = curves - curves[:, :1] if centred else curves
+    fig = go.Figure()
+    for curve in lines:
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=curve,
+                mode="lines",
+                line={"color": "rgba(0,139,251,0.25)", "width": 1},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=lines.mean(axis=0),
+            mode="lines+markers",
+            name="average (partial dependence)",
+            line={"color": "#111", "width": 3},
+        )
+    )
+    what = "change from its first value" if centred else "prediction"
+    title = f"{esc(feature)}: each row's {what} ({len(lines)} rows, {esc(units)})"
+    fig = _layout(fig, title, height=380, hovermode="x")
+    fig.update_xaxes(title=esc(feature))
+    fig.update_layout(legend={"orientation": "h", "y": -0.22})
     return fig

@@ -140,7 +140,7 @@ def edit_row(frame: pd.DataFrame, row: int, changes: Mapping[str, Any]) -> pd.Da
     edited = frame.iloc[[row]].copy().reset_index(drop=True)
     for column, value in changes.items():
         series = edited[column]
-        if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object:
+        if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
             edited[column] = pd.Series([value], dtype=series.dtype)
         elif value is None or (isinstance(value, float) and math.isnan(value)):
             edited[column] = edited[column].astype(np.float64)

@@ -21,7 +21,7 @@ from core.explanation import Explanation
 from core.loading.models import LoadedModel
 from core.whatif.scenario import allowed_values, coerce_value, edit_row
 
-__all__ = ["Sensitivity", "sensitivity"]
+__all__ = ["IceBundle", "Sensitivity", "ice_bundle", "sensitivity"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,69 @@ def sensitivity(
         current=current,
         explanation=explained,
     )
+
+
+def _swept(sample: pd.DataFrame, feature: str, grid: list[Any]) -> pd.DataFrame:
+    """Every row of ``sample`` once per grid value (row-major), the feature set to that value, dtypes kept."""
+    copies = sample.loc[sample.index.repeat(len(grid))].reset_index(drop=True)
+    values = grid * len(sample)
+    dtype = sample[feature].dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        copies[feature] = pd.Categorical(values, categories=dtype.categories, ordered=dtype.ordered)
+    elif not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        copies[feature] = pd.Series(values, dtype=dtype)
+    else:
+        copies[feature] = pd.Series(values, dtype=np.float64)
+    return copies
+
+
+@dataclass(frozen=True)
+class IceBundle:
+    """One feature swept on a sample of rows: every row's curve (ICE) and their average (partial dependence).
+
+    Attributes:
+        feature: The swept column.
+        grid: Its values (observed quantiles, or the model's levels).
+        curves: (rows, values) the model's output for the explained class, in the explainer's units.
+        rows: The sampled rows' positions in the table.
+    """
+
+    feature: str
+    grid: list[Any]
+    curves: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def centred(self) -> np.ndarray:
+        """Each curve minus its value at the first grid point (c-ICE: shapes compare, levels do not)."""
+        return np.asarray(self.curves - self.curves[:, :1], dtype=np.float64)
+
+    @property
+    def average(self) -> np.ndarray:
+        """The partial dependence: the mean curve."""
+        return np.asarray(self.curves.mean(axis=0), dtype=np.float64)
+
+
+def ice_bundle(
+    explainer: Explainer,
+    model: LoadedModel,
+    feature: str,
+    *,
+    class_label: Any = None,
+    rows: int = 60,
+    points: int = 20,
+    seed: int = 0,
+) -> IceBundle:
+    """ICE curves of ``feature`` on a seeded sample of ``rows`` rows, predicted in one batch by the model's worker."""
+    from core.data.metrics import prediction_column
+
+    frame = explainer.data
+    if feature not in frame.columns:
+        raise DataError(f"{feature!r} is not one of the model's input columns.")
+    grid = _grid(model, frame, feature, points)
+    picked = np.sort(np.random.default_rng(seed).choice(len(frame), size=min(rows, len(frame)), replace=False))
+    sample = frame.iloc[picked].reset_index(drop=True)
+    copies = _swept(sample, feature, grid)
+    predictions = model.predict(copies, explainer.output)
+    column = prediction_column(predictions, explainer.classes, class_label)
+    return IceBundle(feature=feature, grid=grid, curves=column.reshape(len(sample), len(grid)), rows=picked)

@@ -97,3 +97,20 @@ def test_sensitivity_sweeps_observed_values_with_the_models_own_predictions(pool
     assert sweep.contribution.std() > 0  # age moves its own contribution
     levels = sensitivity(explainer, loaded, 4, "city", class_label=1)
     assert sorted(levels.grid) == ["Lyon", "Nice", "Paris"] and levels.categorical
+
+
+def test_ice_curves_are_the_models_own_predictions_for_the_chosen_class(pool):
+    from core.whatif.sensitivity import ice_bundle
+
+    model, frame = zoo.builders()["rf_multi"]()
+    loaded = load_model(pickle.dumps(model), "rf_multi.pkl", pool=pool)
+    explainer = make_explainer(loaded, align(loaded, frame), output="probability")
+    feature = str(frame.columns[1])
+    bundle = ice_bundle(explainer, loaded, feature, class_label=model.classes_[2], rows=15, points=7)
+    assert bundle.curves.shape == (15, len(bundle.grid)) and len(set(bundle.rows)) == 15
+    for i, row in enumerate(bundle.rows):
+        copies = frame.iloc[[row] * len(bundle.grid)].copy()
+        copies[feature] = bundle.grid
+        np.testing.assert_allclose(bundle.curves[i], model.predict_proba(copies)[:, 2], atol=1e-12)
+    np.testing.assert_allclose(bundle.centred[:, 0], 0.0)
+    np.testing.assert_allclose(bundle.average, bundle.curves.mean(axis=0))

@@ -99,3 +99,21 @@ def test_the_smallest_change_opens_as_a_what_if_that_reaches_the_goal(monkeypatc
     next(b for b in at.button if b.key == "cf_open:5:0").click().run()
     malignant, _ = _edited_prediction(at, 5)
     assert malignant < 0.5  # the opened candidate really is predicted benign
+
+
+def test_ice_and_partial_dependence_follow_the_class_selector():
+    at = app(demo="wine").run()
+    at.switch_page("pages/global_importance.py").run()
+    at.toggle(key="ice_toggle").set_value(True).run()
+    assert not at.exception
+    ice = next(
+        c
+        for c in charts(at)
+        if "each row&#x27;s change" in c["layout"]["title"]["text"]
+        or "each row's change" in c["layout"]["title"]["text"]
+    )
+    assert "60 rows" in ice["layout"]["title"]["text"] and len(ice["data"]) == 61  # 60 rows + their average
+    first_class = arr(ice["data"][-1]["y"])
+    at.selectbox(key="class_pick").set_value("Grignolino").run()
+    other = next(c for c in charts(at) if "60 rows" in c["layout"]["title"]["text"])
+    assert "Grignolino" in other["layout"]["title"]["text"] and arr(other["data"][-1]["y"]) != first_class
