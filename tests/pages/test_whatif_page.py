@@ -106,13 +106,9 @@ def test_ice_and_partial_dependence_follow_the_class_selector():
     at.switch_page("pages/global_importance.py").run()
     at.toggle(key="ice_toggle").set_value(True).run()
     assert not at.exception
-    ice = next(
-        c
-        for c in charts(at)
-        if "each row&#x27;s change" in c["layout"]["title"]["text"]
-        or "each row's change" in c["layout"]["title"]["text"]
-    )
-    assert "60 rows" in ice["layout"]["title"]["text"] and len(ice["data"]) == 61  # 60 rows + their average
+    ice = next(c for c in charts(at) if "60 rows" in c["layout"]["title"]["text"])
+    assert "change from its first value" in ice["layout"]["title"]["text"]
+    assert len(ice["data"]) == 61  # 60 rows + their average
     first_class = arr(ice["data"][-1]["y"])
     at.selectbox(key="class_pick").set_value("Grignolino").run()
     other = next(c for c in charts(at) if "60 rows" in c["layout"]["title"]["text"])
