@@ -251,3 +251,27 @@ def test_the_regression_ensemble_of_issue_15_is_exact_on_every_row(loaded):
     for j, column in enumerate(frame.columns):  # AutoML names each engineered column after its raw column
         block = [i for i, n in enumerate(names) if n.startswith(f"{column}_")]
         np.testing.assert_allclose(engineered.values[:, block].sum(axis=1), raw.values[:, j], atol=1e-9)
+
+
+def test_what_if_and_counterfactuals_on_an_automl_ensemble(loaded):
+    from core.whatif.counterfactual import counterfactuals, parse_goal
+    from core.whatif.scenario import allowed_values, what_if
+
+    model, frame, _ = loaded["binary_int"]
+    explainer = make_explainer(model, frame)
+    site = next(v for v in allowed_values(model, frame, "site") if v != frame["site"].iloc[3])
+    result = what_if(explainer, model, 3, {"site": site, "mean radius": 21.5}, class_label=model.classes[1])
+    edited = frame.iloc[[3]].assign(site=site, **{"mean radius": 21.5})
+    own = model.predict(edited, "probability")[0, 1]  # the ensemble in its own runtime
+    assert result.edited.prediction[0] == pytest.approx(own, rel=FLOAT32)
+    for side in (result.original, result.edited):
+        assert side.base_values[0] + side.values.sum() == pytest.approx(side.prediction[0], abs=1e-9)
+    assert set(result.changed) == {"site", "mean radius"}
+
+    label = model.classes[0]
+    row = int(np.argmax(model.predict(frame.head(40), "probability")[:, 1]))  # predicted the other class
+    found = counterfactuals(model, explainer, row, parse_goal(str(label), model.classes, model.task), k=2)
+    assert found
+    for candidate in found:
+        copy = frame.iloc[[row]].assign(**{c: new for c, (_, new) in candidate.changes.items()})
+        assert model.predict(copy, "probability")[0, 0] > 0.5  # the model itself now predicts the asked class
