@@ -245,6 +245,7 @@ def counterfactuals(
     row: int,
     goal: str,
     freeze: tuple[str, ...],
+    bounds: str,
     k: int,
     _explainer: Explainer,
     _model: LoadedModel,
@@ -252,11 +253,12 @@ def counterfactuals(
 ) -> Outcome:
     """Up to ``k`` smallest edits of row ``row`` that reach ``goal`` (the what-if panel's search)."""
     from core.whatif.counterfactual import counterfactuals as search
-    from core.whatif.counterfactual import parse_goal
+    from core.whatif.counterfactual import parse_bounds, parse_goal
 
     def run() -> Any:
         target = parse_goal(goal, _model.classes, _model.task)
-        return search(_model, _explainer, row, target, freeze=freeze, k=k, class_label=_class_label)
+        limits = parse_bounds(bounds)
+        return search(_model, _explainer, row, target, freeze=freeze, bounds=limits, k=k, class_label=_class_label)
 
     return _attempt(run)
 

@@ -186,6 +186,12 @@ def _counterfactuals(ctx: context.Context, row: int, names: list[str], explained
         )
     freeze = freeze_col.multiselect("Never change", names, key=f"cf_freeze:{row}", help="e.g. age, sex")
     k = int(k_col.number_input("How many", 1, 5, 3, key=f"cf_k:{row}"))
+    bounds = st.text_input(
+        "Keep numbers within",
+        key=f"cf_bounds:{row}",
+        placeholder="income=20000:60000, age=:65",
+        help="COLUMN=LOW:HIGH, comma-separated; either side may be empty.",
+    )
     if not goal or not st.button("Find the smallest changes", key=f"cf_find:{row}", icon=":material/search:"):
         return
     with render.guard():
@@ -197,6 +203,7 @@ def _counterfactuals(ctx: context.Context, row: int, names: list[str], explained
             row,
             str(goal),
             tuple(freeze),
+            bounds.strip(),
             k,
             ctx.explainer,
             ctx.model,

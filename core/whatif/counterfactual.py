@@ -42,7 +42,16 @@ from core.errors import DataError, ExplanationError
 from core.loading.models import LoadedModel
 from core.whatif.scenario import WhatIf, allowed_values, what_if
 
-__all__ = ["MAX_ROWS", "REFINE_VALUES", "Candidate", "Goal", "counterfactuals", "goal_reached", "parse_goal"]
+__all__ = [
+    "MAX_ROWS",
+    "REFINE_VALUES",
+    "Candidate",
+    "Goal",
+    "counterfactuals",
+    "goal_reached",
+    "parse_bounds",
+    "parse_goal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +108,27 @@ def parse_goal(text: str, classes: Iterable[Any] | None, task: str) -> Goal:
         return Goal(label=labels[class_index(labels, str(text).strip())])
     except ExplanationError:
         raise DataError(f"{text!r} is none of the model's classes ({', '.join(map(str, labels))}).") from None
+
+
+def parse_bounds(text: str) -> dict[str, tuple[float | None, float | None]]:
+    """Bounds from text: ``"income=:60000, age=18:65"`` (either side may be empty) as {column: (low, high)}.
+
+    Raises:
+        DataError: A part is not ``COL=LOW:HIGH`` with numbers.
+    """
+    bounds: dict[str, tuple[float | None, float | None]] = {}
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        column, _, span = part.partition("=")
+        low, sep, high = span.partition(":")
+        try:
+            if not column.strip() or not sep:
+                raise ValueError(part)
+            bounds[column.strip()] = (float(low) if low.strip() else None, float(high) if high.strip() else None)
+        except ValueError:
+            raise DataError(f"{part!r} is not COL=LOW:HIGH (e.g. income=20000:60000, age=:65).") from None
+    return bounds
 
 
 @dataclass(frozen=True)

@@ -195,3 +195,12 @@ def test_goals_and_constraints_that_cannot_work_say_what_to_do(pool):
         counterfactuals(loaded, explainer, 999, goal)
     with pytest.raises(DataError, match="Row -1 is not in the table"):
         goal_reached(loaded, explainer, -1, goal)
+
+
+def test_bounds_parse_from_text_and_a_bad_one_says_the_form():
+    from core.whatif.counterfactual import parse_bounds
+
+    assert parse_bounds("income=20000:60000, age=:65,") == {"income": (20000.0, 60000.0), "age": (None, 65.0)}
+    assert parse_bounds("") == {}
+    with pytest.raises(DataError, match="COL=LOW:HIGH"):
+        parse_bounds("age=old")

@@ -101,6 +101,16 @@ def test_the_smallest_change_opens_as_a_what_if_that_reaches_the_goal(monkeypatc
     assert malignant < 0.5  # the opened candidate really is predicted benign
 
 
+def test_a_malformed_bound_is_one_sentence(monkeypatch):
+    monkeypatch.setenv("MODELLENS_BUDGET_SECONDS", "600")
+    at = app(row="5").run()
+    at.switch_page("pages/row_explorer.py").run()
+    at.text_input(key="cf_bounds:5").set_value("worst area=big").run()
+    next(b for b in at.button if b.label == "Find the smallest changes").click().run()
+    assert not at.exception
+    assert any("is not COL=LOW:HIGH" in e.value for e in at.error)
+
+
 def test_ice_and_partial_dependence_follow_the_class_selector():
     at = app(demo="wine").run()
     at.switch_page("pages/global_importance.py").run()
