@@ -63,7 +63,7 @@ LAYERS = (
     ("core.data", "core.isolation"),
     ("core.methods", "core.runtimes"),
     ("core.engine", "core.loading"),
-    ("core.worker", "core.batch", "core.present", "core.whatif"),
+    ("core.worker", "core.batch", "core.present", "core.whatif", "core.cohorts"),
     ("core.cli",),
 )
 # What the Azure AutoML runtime's worker imports, on that runtime's Python 3.9/3.10 (pyproject's ruff
