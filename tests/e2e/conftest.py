@@ -13,12 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ROOT, automl_root
 from tests.core import zoo
 from tests.e2e.server import CHROMIUM, FLAGS, Server
 
 ARTIFACTS = ROOT / "test-artifacts"
+# expect() waits 5 s by default; a loaded 2-core CI machine can take longer than that for a rerun to redraw
+expect.set_options(timeout=30_000)
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
