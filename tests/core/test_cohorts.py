@@ -100,3 +100,97 @@ def test_difference_intervals_cover_the_true_difference_at_about_their_nominal_r
         separated += row["separated"]
     assert 0.85 <= covered / 200 <= 0.99
     assert separated > 0  # the shift is found at least sometimes (its power is modest at 150 rows)
+
+
+def _planted(n: int = 4000, seed: int = 0):
+    """A table, a real model trained on clean labels, and a target whose labels are flipped where age>60 in Lyon."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, n).astype(float),
+            "income": rng.normal(50, 15, n).round(1),
+            "city": rng.choice(["Lyon", "Nice", "Paris"], n),
+        }
+    )
+    clean = (frame["income"] + rng.normal(0, 3, n) > 50).astype(int)
+    encode = make_column_transformer((OrdinalEncoder(), ["city"]), remainder="passthrough")
+    model = make_pipeline(encode, GradientBoostingClassifier(n_estimators=30, max_depth=2, random_state=0))
+    model.fit(frame, clean)
+    region = ((frame["age"] > 60) & (frame["city"] == "Lyon")).to_numpy()
+    target = pd.Series(np.where(region, 1 - clean, clean))
+    return model, frame, target, region
+
+
+def test_errors_planted_in_one_region_make_that_region_the_top_node():
+    from core.cohorts.errortree import error_analysis
+
+    model, frame, target, region = _planted()
+    expl = make_explainer(model, frame, output="probability").explain(np.arange(0, len(frame), 4), class_label=1)
+    result = error_analysis(frame, target, model.predict(frame), "classification", expl, n_boot=100)
+    top = result.nodes[0]
+    assert result.error_definition.startswith("misclassified")
+    assert (top.mask & region).sum() / top.mask.sum() > 0.9 and (top.mask & region).sum() / region.sum() > 0.9
+    assert any(r.startswith("age > 6") for r in top.rules) and "city in {Lyon}" in top.rules
+    assert top.error_rate > 0.8 and top.share > 0.5 and top.rows == top.mask.sum()
+    assert [n.score for n in result.nodes] == sorted((n.score for n in result.nodes), reverse=True)
+    table = cohort_table(frame, model.predict_proba(frame)[:, 1], "probability", target)
+    for node in result.nodes:  # every node is a cohort: its query selects exactly its rows
+        assert node.query is not None
+        np.testing.assert_array_equal(cohort_mask(table, node.query), node.mask, err_msg=node.label)
+    gap = result.attribution_gap
+    assert gap is not None and set(gap["feature"]) == {"age", "income", "city"}
+    wrong = result.errors[expl.row_ids]
+    direct = np.abs(expl.values[wrong]).mean(0) - np.abs(expl.values[~wrong]).mean(0)
+    np.testing.assert_allclose(gap.set_index("feature").loc[list(expl.feature_names), "shift"], direct)
+
+
+def test_regression_errors_are_the_largest_residuals():
+    from core.cohorts.errortree import error_analysis
+
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"x": rng.uniform(0, 10, 2000), "z": rng.uniform(0, 1, 2000)})
+    prediction = frame["x"].to_numpy() * 2
+    target = pd.Series(prediction + np.where(frame["x"] > 8, rng.normal(0, 5, 2000), rng.normal(0, 0.1, 2000)))
+    result = error_analysis(frame, target, prediction, "regression")
+    assert "80th percentile" in result.error_definition and result.errors.mean() == pytest.approx(0.2, abs=0.01)
+    assert result.nodes[0].rules[0].startswith("x > 7.9") and result.attribution_gap is None
+    with pytest.raises(DataError, match="same rows"):
+        error_analysis(frame, target[:10], prediction, "regression")
+
+
+def test_a_shifted_feature_comes_first_in_the_diff_and_identical_models_show_no_difference():
+    from sklearn.linear_model import LinearRegression
+
+    from core.cohorts.diff import disagreements, explanation_diff, psi
+
+    rng = np.random.default_rng(4)
+    first = pd.DataFrame({"a": rng.normal(0, 1, 3000), "b": rng.normal(0, 1, 3000), "c": rng.choice(["u", "v"], 3000)})
+    second = first.sample(frac=1, random_state=1).reset_index(drop=True).assign(b=lambda f: f["b"] + 1.5)
+    X = first[["a", "b"]]
+    model = LinearRegression().fit(X, X["a"] + 2 * X["b"] + rng.normal(0, 0.1, 3000))
+    both = make_explainer(model, pd.concat([X, second[["a", "b"]]], ignore_index=True), output="raw")
+    e1 = make_explainer(model, X, output="raw").explain()  # the same rows as e1_both, for the paired cases below
+    e1_both, e2 = both.explain(np.arange(3000)), both.explain(np.arange(3000, 6000))  # one background for both
+    result = explanation_diff(e1_both, e2, first_frame=first, second_frame=second, n_boot=100)
+    top = result.features.iloc[0]
+    assert top["feature"] == "b" and top["separated"] and top["low"] <= 3.0 <= top["high"]  # 2 x 1.5
+    assert result.features.set_index("feature")["drift"].idxmax() == "b" and top["drift"] > 0.25
+    assert result.prediction["shift"] == pytest.approx(e2.prediction.mean() - e1_both.prediction.mean())
+    assert not result.paired and psi(first["c"], second["c"]) == pytest.approx(0, abs=1e-12)
+
+    twin = LinearRegression().fit(X, X["a"] + 2 * X["b"] + rng.normal(0, 0.1, 3000))
+    twin.coef_, twin.intercept_ = model.coef_.copy(), model.intercept_
+    same = explanation_diff(e1, make_explainer(twin, X, output="raw").explain(), first_frame=X, second_frame=X)
+    assert same.paired and np.all(same.features[["shift", "low", "high", "abs_shift"]].to_numpy() == 0)
+    assert same.features["drift"].isna().all() and same.prediction["shift"] == 0
+
+    other = LinearRegression().fit(X, X["a"] + 2 * X["b"] + 3 * (X["a"] > 2))
+    e3 = make_explainer(other, X, output="raw").explain()
+    top_rows = disagreements(e1, e3, k=5)
+    gap = np.abs(e3.prediction - e1.prediction)
+    assert len(top_rows) == 5 and np.allclose(np.abs(top_rows["difference"]), np.sort(gap)[::-1][:5])
