@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core import errors
+from core.cli import compare as cli_compare
 from core.cli import runtime as cli_runtime
 from core.cli import whatif as cli_whatif
 from core.cli.console import common_options, parse_rows, routed_logs, say
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_options(top=False)
     sub = parser.add_subparsers(
         dest="command",
-        metavar="{serve,inspect,explain,report,whatif,counterfactual,runtime}",
+        metavar="{serve,inspect,explain,report,whatif,counterfactual,compare,runtime}",
         help="the command (default: serve)",
     )
     serve = sub.add_parser("serve", parents=[common], help="start the dashboard")
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(sub, common)
     _add_report(sub, common)
     cli_whatif.add_parsers(sub, common, model_help=_MODEL_HELP, epilog=_epilog())
+    cli_compare.add_parser(sub, common, model_help=_MODEL_HELP, epilog=_epilog())
     cli_runtime.add_parser(sub, parents=[common])
     return parser
 
@@ -197,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         "report": _report,
         "whatif": cli_whatif.run_whatif,
         "counterfactual": cli_whatif.run_counterfactual,
+        "compare": cli_compare.run,
         "runtime": cli_runtime.run,
     }
     try:
