@@ -61,9 +61,11 @@ def psi(first: pd.Series, second: pd.Series) -> float:
         levels = pd.Index(pd.concat([first, second]).dropna().astype(str).unique())
         bins_a = np.where(first.isna(), -1, levels.get_indexer(first.astype(str)))
         bins_b = np.where(second.isna(), -1, levels.get_indexer(second.astype(str)))
-    keys = np.union1d(bins_a, bins_b)
-    share_a = np.maximum(np.array([(bins_a == k).mean() for k in keys]), _EPS)
-    share_b = np.maximum(np.array([(bins_b == k).mean() for k in keys]), _EPS)
+    size = int(max(bins_a.max(initial=-1), bins_b.max(initial=-1))) + 2  # bin -1 (missing) counted at 0
+    count_a = np.bincount(np.asarray(bins_a, dtype=np.int64) + 1, minlength=size) / max(len(bins_a), 1)
+    count_b = np.bincount(np.asarray(bins_b, dtype=np.int64) + 1, minlength=size) / max(len(bins_b), 1)
+    used = (count_a > 0) | (count_b > 0)
+    share_a, share_b = np.maximum(count_a[used], _EPS), np.maximum(count_b[used], _EPS)
     return float(np.sum((share_b - share_a) * np.log(share_b / share_a)))
 
 
