@@ -2,8 +2,9 @@
 
 Error per row: misclassified (classifiers), or an absolute residual in the top 20 % (regressors; the result says
 which in ``error_definition``). The tree sees categoricals as ordinal codes, but every node's rule is written on the
-raw columns and levels (``city in {Lyon, Nice}``, ``age > 60.5``) and, where the row explorer's search syntax can
-express it (no missing values in the columns it tests), as a cohort ``query``; every node keeps its row mask.
+raw columns and levels (``city in {Lyon, Nice}``, ``age > 60.5``, ``(… or missing)`` on the side missing values
+take) and, where the row explorer's search syntax can express it exactly (it cannot say "or missing", nor exclude
+missing levels), as a cohort ``query``; every node keeps its row mask.
 ``attribution_gap`` compares mean |SHAP| of wrong and right rows with :func:`core.cohorts.compare.compare_cohorts`.
 """
 
@@ -132,6 +133,8 @@ def error_analysis(
 
     if len(frame) == 0 or len(target) != len(frame) or np.size(prediction) != len(frame):
         raise DataError("Error analysis needs the table, its target and the predictions for the same rows.")
+    if expl is not None and len(expl) and not 0 <= int(np.min(expl.row_ids)) <= int(np.max(expl.row_ids)) < len(frame):
+        raise DataError("The explanation has rows this table does not have; explain rows of this table.")
     errors, definition = row_errors(target, prediction, task)
     codes, levels = _encode(frame)
     leaf = min_rows if min_rows is not None else max(20, len(frame) // 100)
@@ -190,9 +193,14 @@ def _rules(tree: Any, frame: pd.DataFrame, levels: dict[str, list[Any]]) -> _Rul
         if left < 0:
             continue
         name, cut = names[tree.feature[node]], float(tree.threshold[node])
+        missing_left = bool(tree.missing_go_to_left[node])
         for child, side in ((left, True), (right, False)):
             rule, term = _condition(name, cut, side, levels.get(name))
-            child_terms = None if terms is None or name in missing else [*terms, term]
+            gets_missing = name in missing and side == missing_left
+            rule = f"({rule} or missing)" if gets_missing else rule
+            # a search comparison never matches a missing number; "!=" on text always matches a missing level
+            exact = not gets_missing and (name not in missing or name not in levels)
+            child_terms = [*terms, term] if terms is not None and exact else None
             out[child] = ((*rules, rule), None if child_terms is None else ", ".join(child_terms))
             stack.append((child, (*rules, rule), child_terms))
     return out

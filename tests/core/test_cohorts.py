@@ -162,6 +162,13 @@ def test_regression_errors_are_the_largest_residuals():
     with pytest.raises(DataError, match="same rows"):
         error_analysis(frame, target[:10], prediction, "regression")
 
+    holes = frame.assign(x=frame["x"].where(frame["z"] > 0.1))  # missing x: the tree sends those rows one way
+    table = cohort_table(holes, prediction, "raw", target)
+    for node in error_analysis(holes, target, prediction, "regression").nodes:
+        assert (node.query is None) == any(r.endswith("or missing)") for r in node.rules), node.label
+        if node.query is not None:
+            np.testing.assert_array_equal(cohort_mask(table, node.query), node.mask, err_msg=node.label)
+
 
 def test_a_shifted_feature_comes_first_in_the_diff_and_identical_models_show_no_difference():
     from sklearn.linear_model import LinearRegression
