@@ -183,6 +183,7 @@ def compare_cohorts(
     prediction: NDArray[np.float64] | None = None,
     classes: tuple[Any, ...] | None = None,
     task: str = "regression",
+    everyone: bool = True,
 ) -> CohortComparison:
     """Mean |SHAP| and mean SHAP per feature for each cohort and for everyone, with bootstrap 95 % intervals.
 
@@ -190,12 +191,13 @@ def compare_cohorts(
         expl: The explanation (its rows are the rows the masks index).
         cohorts: Name -> boolean mask over the explanation's rows.
         n_boot: Bootstrap replicates.
-        seed: Seed of the resampling (cohort i uses ``seed + i``; everyone uses ``seed``).
+        seed: Seed of the resampling (the i-th cohort computed, everyone first, uses ``seed + i``).
         target: The actual values, one per explained row, for metrics per cohort.
         prediction: What :func:`core.data.metrics.headline_metrics` scores: class probabilities (n, k) for
             classifiers, predictions for regressors (default: the explanation's own prediction for regressors).
         classes: The model's classes (classifiers).
         task: ``regression`` or ``classification``.
+        everyone: Also compute every row as a cohort named ``everyone`` (first).
     """
     n = len(expl)
     for name, mask in cohorts.items():
@@ -207,7 +209,8 @@ def compare_cohorts(
     both = np.hstack([np.abs(values), values])
     width = values.shape[1]
     stats: dict[str, CohortStats] = {}
-    named = {EVERYONE: np.ones(n, dtype=bool), **{k: np.asarray(v, dtype=bool) for k, v in cohorts.items()}}
+    named = {EVERYONE: np.ones(n, dtype=bool)} if everyone else {}
+    named.update({k: np.asarray(v, dtype=bool) for k, v in cohorts.items()})
     for i, (name, mask) in enumerate(named.items()):
         part = both[mask]
         reps = bootstrap_means(part, n_boot, seed + i)

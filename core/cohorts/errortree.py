@@ -158,7 +158,7 @@ def _gap(expl: Explanation | None, errors: NDArray[np.bool_], n_boot: int, seed:
     wrong = errors[np.asarray(expl.row_ids, dtype=np.int64)]
     if wrong.all() or not wrong.any():
         return None
-    comparison = compare_cohorts(expl, {"right": ~wrong, "wrong": wrong}, n_boot=n_boot, seed=seed)
+    comparison = compare_cohorts(expl, {"right": ~wrong, "wrong": wrong}, n_boot=n_boot, seed=seed, everyone=False)
     return comparison.difference("right", "wrong")
 
 

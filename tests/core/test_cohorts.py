@@ -53,6 +53,9 @@ def test_mean_abs_shap_and_metrics_per_cohort_equal_a_direct_computation(explain
         assert stats.metrics["accuracy"] == pytest.approx((proba[mask].argmax(1) == y[mask]).mean())
         assert stats.prediction["mean"] == pytest.approx(expl.prediction[mask].mean())
     assert result.cohorts[EVERYONE].rows == len(frame)
+    alone = compare_cohorts(expl, masks, n_boot=100, seed=3, everyone=False)
+    assert list(alone.cohorts) == ["old", "young"]
+    np.testing.assert_allclose(alone.cohorts["old"].mean_abs, result.cohorts["old"].mean_abs)
     diff = result.difference("young", "old")
     shifts = result.cohorts["old"].mean_abs - result.cohorts["young"].mean_abs
     assert list(diff["shift"]) == sorted(shifts, key=abs, reverse=True)
