@@ -5,7 +5,8 @@ same words select the same rows in the row explorer, in a share link and on the 
 per cohort, the mean |SHAP| and the mean SHAP of every feature with percentile bootstrap 95 % intervals. The
 bootstrap draws each cohort's resampled row counts (a ``(B, n)`` matrix, in chunks) and multiplies them with the
 values, so 100k rows and 200 replicates cost a few matrix products. Two cohorts are resampled independently;
-:meth:`CohortComparison.difference` subtracts their replicates.
+:meth:`CohortComparison.difference` subtracts their replicates (for overlapping cohorts, such as everyone and a
+cohort, that ignores the overlap and errs on the wide side).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def cohort_mask(table: pd.DataFrame, query: str) -> NDArray[np.bool_]:
     """
     result = search_rows(table, query)
     if result.message and result.message.startswith("No rows match:"):
-        raise DataError(f"{result.message[len('No rows match: ') :].rstrip('.')}: fix the cohort {query!r}.")
+        why = result.message[len("No rows match: ") :].rstrip(".")
+        raise DataError(f"The cohort {query!r} cannot be used: {why}. Write it with the table's own column names.")
     return np.asarray(table.index.isin(result.rows.index), dtype=bool)
 
 
