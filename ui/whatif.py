@@ -192,8 +192,15 @@ def _counterfactuals(ctx: context.Context, row: int, names: list[str], explained
         placeholder="income=20000:60000, age=:65",
         help="COLUMN=LOW:HIGH, comma-separated; either side may be empty.",
     )
-    if not goal or not st.button("Find the smallest changes", key=f"cf_find:{row}", icon=":material/search:"):
+    request_key = f"cf_request:{row}"
+    request = (str(goal), tuple(freeze), bounds.strip(), k)
+    if st.button("Find the smallest changes", key=f"cf_find:{row}", icon=":material/search:", disabled=not goal):
+        st.session_state[request_key] = request  # kept: a rerun (e.g. the background job ending) keeps the answer
+    asked = st.session_state.get(request_key)
+    if asked is None:
         return
+    if asked != request:
+        st.caption("The goal or constraints changed since this search: press Find again to update it.")
     with render.guard():
         found = loaders.counterfactuals(
             ctx.model_key,
@@ -201,10 +208,8 @@ def _counterfactuals(ctx: context.Context, row: int, names: list[str], explained
             ctx.explainer.output,
             str(ctx.class_label),
             row,
-            str(goal),
-            tuple(freeze),
-            bounds.strip(),
-            k,
+            *asked[:3],
+            asked[3],
             ctx.explainer,
             ctx.model,
             ctx.class_label,
