@@ -35,14 +35,13 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def parse_bound(text: str) -> tuple[str, tuple[float | None, float | None]]:
-    """``COL=LO:HI`` (either side may be empty) as (column, (low, high))."""
-    column, value = parse_assignment(text)
-    low, sep, high = value.partition(":")
+    """``COL=LO:HI`` (either side may be empty) as (column, (low, high)); the search's own parser reads it."""
+    from core.errors import DataError
+    from core.whatif.counterfactual import parse_bound as read_bound
+
     try:
-        if not sep:
-            raise ValueError(value)
-        return column, (float(low) if low.strip() else None, float(high) if high.strip() else None)
-    except ValueError:
+        return read_bound(text)
+    except DataError:
         raise argparse.ArgumentTypeError(f"{text!r} is not COL=LOW:HIGH (e.g. --bound income=20000:60000)") from None
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "Goal",
     "counterfactuals",
     "goal_reached",
+    "parse_bound",
     "parse_bounds",
     "parse_goal",
 ]
@@ -110,25 +111,25 @@ def parse_goal(text: str, classes: Iterable[Any] | None, task: str) -> Goal:
         raise DataError(f"{text!r} is none of the model's classes ({', '.join(map(str, labels))}).") from None
 
 
-def parse_bounds(text: str) -> dict[str, tuple[float | None, float | None]]:
-    """Bounds from text: ``"income=:60000, age=18:65"`` (either side may be empty) as {column: (low, high)}.
+def parse_bound(part: str) -> tuple[str, tuple[float | None, float | None]]:
+    """One bound ``COL=LOW:HIGH`` (either side may be empty) as (column, (low, high)).
 
     Raises:
-        DataError: A part is not ``COL=LOW:HIGH`` with numbers.
+        DataError: ``part`` is not ``COL=LOW:HIGH`` with numbers.
     """
-    bounds: dict[str, tuple[float | None, float | None]] = {}
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        column, _, span = part.partition("=")
-        low, sep, high = span.partition(":")
-        try:
-            if not column.strip() or not sep:
-                raise ValueError(part)
-            bounds[column.strip()] = (float(low) if low.strip() else None, float(high) if high.strip() else None)
-        except ValueError:
-            raise DataError(f"{part!r} is not COL=LOW:HIGH (e.g. income=20000:60000, age=:65).") from None
-    return bounds
+    column, _, span = part.partition("=")
+    low, sep, high = span.partition(":")
+    try:
+        if not column.strip() or not sep:
+            raise ValueError(part)
+        return column.strip(), (float(low) if low.strip() else None, float(high) if high.strip() else None)
+    except ValueError:
+        raise DataError(f"{part!r} is not COL=LOW:HIGH (e.g. income=20000:60000, age=:65).") from None
+
+
+def parse_bounds(text: str) -> dict[str, tuple[float | None, float | None]]:
+    """Bounds from text: ``"income=:60000, age=18:65"`` as {column: (low, high)} (see :func:`parse_bound`)."""
+    return dict(parse_bound(part) for part in (p.strip() for p in str(text).split(",")) if part)
 
 
 @dataclass(frozen=True)
