@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -20,15 +17,8 @@ from core.cohorts.diff import explanation_diff
 from core.data.alignment import align
 from core.engine.explain import make_explainer
 from core.loading.models import load_model
-from tests.conftest import ROOT
 from tests.core import zoo
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+from tests.core.test_cli import run
 
 
 @pytest.fixture(scope="module")

@@ -5,24 +5,14 @@ is checked against the same model in this process.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
 from tests.core import zoo
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+from tests.core.test_cli import run
 
 
 @pytest.fixture(scope="module")
