@@ -63,7 +63,8 @@ LAYERS = (
     ("core.data", "core.isolation"),
     ("core.methods", "core.runtimes"),
     ("core.engine", "core.loading"),
-    ("core.worker", "core.batch", "core.present", "core.whatif", "core.cohorts"),
+    ("core.worker", "core.batch", "core.whatif", "core.cohorts"),
+    ("core.present",),  # draws what the layers below compute (cohort comparisons, what-if scenarios)
     ("core.cli",),
 )
 # What the Azure AutoML runtime's worker imports, on that runtime's Python 3.9/3.10 (pyproject's ruff

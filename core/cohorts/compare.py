@@ -11,7 +11,8 @@ cohort, that ignores the overlap and errs on the wide side).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = [
     "cohort_mask",
     "cohort_table",
     "compare_cohorts",
+    "compare_named",
     "interval",
 ]
 
@@ -139,6 +141,7 @@ class CohortComparison:
     cohorts: dict[str, CohortStats]
     n_boot: int
     seed: int
+    table_rows: dict[str, int] = field(default_factory=dict)  # rows of the whole table in each cohort (if known)
 
     def table(self) -> pd.DataFrame:
         """Long table: cohort, feature, rows, mean |SHAP| with its interval, mean SHAP."""
@@ -249,3 +252,59 @@ def _summary(values: NDArray[np.float64]) -> dict[str, float]:
     for q, v in zip(_QUANTILES, np.quantile(values, _QUANTILES), strict=True):
         out[f"q{round(q * 100):02d}"] = float(v)
     return out
+
+
+def compare_named(
+    expl: Explanation,
+    table: pd.DataFrame,
+    cohorts: Sequence[Cohort],
+    *,
+    target: pd.Series | None = None,
+    scores: Any = None,
+    classes: tuple[Any, ...] | None = None,
+    task: str = "regression",
+    n_boot: int = 200,
+    seed: int = 0,
+) -> CohortComparison:
+    """Named cohorts of a whole table compared on the rows explained so far (the dashboard's view).
+
+    Attributions and their intervals come from the explained rows (``expl.row_ids`` index ``table``); the row
+    counts in :attr:`CohortComparison.table_rows`, the prediction distributions and the metrics use every row of
+    the table, since predictions are known for all of them.
+
+    Args:
+        expl: The explanation of some or all rows of ``table``.
+        table: A :func:`cohort_table` of the whole table (its ``prediction (…)`` column is summarised).
+        cohorts: The cohorts, in order (names must differ from each other and from ``everyone``).
+        target: The actual value of every row of the table, for metrics.
+        scores: What :func:`core.data.metrics.headline_metrics` scores, one per row of the table.
+        classes: The model's classes (classifiers).
+        task: ``regression`` or a classification task.
+        n_boot: Bootstrap replicates.
+        seed: Seed of the resampling.
+
+    Raises:
+        DataError: A query names no column of the table, or two cohorts share a name.
+    """
+    names = [c.name for c in cohorts]
+    if len(set(names)) != len(names) or EVERYONE in names:
+        raise DataError(f"Cohort names must differ from each other and from {EVERYONE!r}; rename one.")
+    full = {EVERYONE: np.ones(len(table), dtype=bool)}
+    full.update({c.name: cohort_mask(table, c.query) for c in cohorts})
+    ids = np.asarray(expl.row_ids, dtype=np.int64)
+    comparison = compare_cohorts(
+        expl, {k: v[ids] for k, v in full.items() if k != EVERYONE}, n_boot=n_boot, seed=seed, task=task
+    )
+    column = next((c for c in table.columns if str(c).startswith("prediction")), None)
+    prediction = None if column is None else table[column].to_numpy(dtype=np.float64)
+    stats = {}
+    for name, s in comparison.cohorts.items():
+        mask = full[name]
+        metrics: dict[str, float] = {}
+        if target is not None and scores is not None and mask.sum() >= 2:
+            actual = pd.Series(np.asarray(target)[mask])
+            metrics = headline_metrics(task, actual, np.asarray(scores)[mask], classes)
+        summary = s.prediction if prediction is None else _summary(prediction[mask])
+        stats[name] = replace(s, metrics=metrics, prediction=summary)
+    rows = {name: int(mask.sum()) for name, mask in full.items()}
+    return replace(comparison, cohorts=stats, table_rows=rows)

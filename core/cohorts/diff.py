@@ -9,8 +9,9 @@ change in mean prediction. Two explanations of the same rows (two models on one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,19 @@ from core.cohorts.compare import bootstrap_means, interval
 from core.errors import DataError
 from core.explanation import Explanation
 
-__all__ = ["DRIFT_STATISTIC", "ExplanationDiff", "disagreements", "explanation_diff", "psi"]
+if TYPE_CHECKING:
+    from core.engine.explain import Explainer, ExplainResult
+
+__all__ = [
+    "DRIFT_STATISTIC",
+    "ExplanationDiff",
+    "disagreements",
+    "explain_other_table",
+    "explanation_diff",
+    "models_diff",
+    "psi",
+    "tables_diff",
+]
 
 DRIFT_STATISTIC = "PSI"
 _BINS = 10
@@ -147,3 +160,74 @@ def disagreements(expl_a: Explanation, expl_b: Explanation, k: int = 10) -> pd.D
         "difference": gap[order],
     }
     return pd.DataFrame(rows)
+
+
+def explain_other_table(
+    explainer: Explainer,
+    frame: pd.DataFrame,
+    *,
+    rows: int = 2_000,
+    seed: int = 0,
+    chunk: int = 250,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExplainResult:
+    """A seeded sample of at most ``rows`` rows of a second table, explained by the first table's explainer.
+
+    One explainer (one background) for both tables keeps their contributions comparable. ``frame`` must be
+    aligned to the same model (same columns in the same order); the result's row ids are positions in
+    ``frame`` and its coverage counts ``frame``'s rows.
+
+    Raises:
+        DataError: The second table does not have the first table's columns.
+    """
+    from core.engine.explain import sample_order
+
+    if list(frame.columns) != list(explainer.feature_names):
+        raise DataError("The second table needs the model's columns in the same order; align it to the model first.")
+    if len(frame) == 0:
+        raise DataError("The second table has no rows to explain.")
+    ids = np.sort(sample_order(len(frame), seed)[: max(1, rows)])
+    result = None
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        done = explainer.explain_frame(frame.iloc[part].reset_index(drop=True), part)
+        result = done if result is None else result.concat(done)
+        if progress is not None:
+            progress(min(start + chunk, len(ids)), len(ids))
+    assert result is not None
+    return replace(result, total_rows=len(frame))
+
+
+def tables_diff(
+    first: Explanation,
+    first_table: pd.DataFrame,
+    second: Explanation,
+    second_table: pd.DataFrame,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> ExplanationDiff:
+    """Two tables on one model: each explanation's rows (``row_ids``) are positions in its own whole table."""
+    frame_a = first_table.iloc[np.asarray(first.row_ids, dtype=np.int64)].reset_index(drop=True)
+    frame_b = second_table.iloc[np.asarray(second.row_ids, dtype=np.int64)].reset_index(drop=True)
+    return explanation_diff(first, second, first_frame=frame_a, second_frame=frame_b, n_boot=n_boot, seed=seed)
+
+
+def common_rows(first: Explanation, second: Explanation) -> tuple[Explanation, Explanation]:
+    """Both explanations restricted to the rows both have explained, in the same order."""
+    common = np.intersect1d(first.row_ids, second.row_ids)
+    if len(common) == 0:
+        raise DataError("The two models have no explained row in common yet; wait for more rows to be explained.")
+    pos_a = np.searchsorted(first.row_ids, common, sorter=np.argsort(first.row_ids))
+    pos_b = np.searchsorted(second.row_ids, common, sorter=np.argsort(second.row_ids))
+    return first.take(np.argsort(first.row_ids)[pos_a]), second.take(np.argsort(second.row_ids)[pos_b])
+
+
+def models_diff(
+    first: Explanation, second: Explanation, table: pd.DataFrame, *, n_boot: int = 200, seed: int = 0
+) -> tuple[ExplanationDiff, pd.DataFrame]:
+    """Two models on one table, on the rows both explained: the diff and the rows they disagree on most."""
+    a, b = common_rows(first, second)
+    frame = table.iloc[np.asarray(a.row_ids, dtype=np.int64)].reset_index(drop=True)
+    diff = explanation_diff(a, b, first_frame=frame, second_frame=frame, n_boot=n_boot, seed=seed)
+    return diff, disagreements(a, b, k=20)

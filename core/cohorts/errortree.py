@@ -21,7 +21,7 @@ from core.cohorts.compare import compare_cohorts
 from core.errors import DataError
 from core.explanation import Explanation
 
-__all__ = ["ErrorAnalysis", "ErrorNode", "error_analysis", "row_errors"]
+__all__ = ["ErrorAnalysis", "ErrorNode", "error_analysis", "predicted_values", "row_errors"]
 
 RESIDUAL_QUANTILE = 0.8
 
@@ -53,6 +53,11 @@ class ErrorNode:
     def score(self) -> float:
         """Error rate times share of errors: high where errors are both dense and many."""
         return self.error_rate * self.share
+
+    @property
+    def name(self) -> str:
+        """A short cohort name for this node (``node 5``)."""
+        return f"node {self.node}"
 
     @property
     def label(self) -> str:
@@ -99,6 +104,21 @@ def row_errors(target: pd.Series, prediction: Any, task: str) -> tuple[NDArray[n
         return flags & known, f"absolute residual above its 80th percentile ({cut:.4g})"
     predicted = pd.Series(np.asarray(prediction)).astype(str).to_numpy()
     return (actual.astype(str).to_numpy() != predicted) & known, "misclassified (predicted label differs)"
+
+
+def predicted_values(scores: Any, classes: tuple[Any, ...] | None, task: str) -> Any:
+    """What :func:`row_errors` compares with the target: predicted labels (classifiers) or numbers (regressors).
+
+    ``scores`` are the model's outputs for every row: class probabilities or margins ``(n, k)``, a binary
+    model's single margin column (positive above 0), or a regressor's predictions.
+    """
+    matrix = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    if task == "regression" or not classes:
+        return matrix[:, 0]
+    labels = np.asarray([str(c) for c in classes], dtype=object)
+    if matrix.shape[1] == 1:
+        return labels[(matrix[:, 0] > 0).astype(np.int64)]
+    return labels[matrix.argmax(axis=1)]
 
 
 def error_analysis(

@@ -165,8 +165,17 @@ def _normalise(series: pd.Series) -> tuple[np.ndarray, bool]:
     return codes, True
 
 
-def beeswarm_figure(expl: Explanation, *, max_display: int = 15, max_rows: int = 2000, seed: int = 0) -> go.Figure:
+def beeswarm_figure(
+    expl: Explanation,
+    *,
+    max_display: int = 15,
+    max_rows: int = 2000,
+    seed: int = 0,
+    features: list[str] | None = None,
+) -> go.Figure:
     """One row per feature, one point per explained row: x = SHAP value, colour = feature value.
+
+    ``features`` fixes which features are drawn, top first (default: the ``max_display`` largest mean |SHAP|).
 
     Numeric features are coloured low (blue) to high (red); categorical ones by category; missing in grey.
     WebGL traces keep tens of thousands of points smooth; beyond ``max_rows`` a seeded sample is drawn.
@@ -176,7 +185,10 @@ def beeswarm_figure(expl: Explanation, *, max_display: int = 15, max_rows: int =
     rows = np.arange(len(expl))
     if len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
-    order = np.argsort(-np.abs(expl.values).mean(axis=0), kind="stable")[:max_display]
+    if features is None:
+        order = np.argsort(-np.abs(expl.values).mean(axis=0), kind="stable")[:max_display]
+    else:
+        order = np.array([expl.feature_names.index(f) for f in features], dtype=np.int64)
     traces: dict[str, dict[str, list[Any]]] = {k: {"x": [], "y": [], "c": [], "d": []} for k in ("num", "cat", "nan")}
     for pos, j in enumerate(order[::-1]):
         x = expl.values[rows, j]

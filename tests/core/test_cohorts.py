@@ -204,3 +204,94 @@ def test_a_shifted_feature_comes_first_in_the_diff_and_identical_models_show_no_
     top_rows = disagreements(e1, e3, k=5)
     gap = np.abs(e3.prediction - e1.prediction)
     assert len(top_rows) == 5 and np.allclose(np.abs(top_rows["difference"]), np.sort(gap)[::-1][:5])
+
+
+def test_named_cohorts_count_every_row_and_score_every_row_but_attribute_the_explained_ones(explained):
+    from core.cohorts.compare import Cohort, compare_named
+
+    model, frame, expl, y = explained
+    part = expl.take(np.arange(0, len(expl), 3))  # a first sample: a third of the rows explained
+    proba = model.predict_proba(frame)
+    table = cohort_table(frame, proba[:, 1], expl.units, y)
+    cohorts = [Cohort("old in Lyon", "age>60, city=Lyon"), Cohort("young", "age<=40")]
+    result = compare_named(part, table, cohorts, target=y, scores=proba, classes=(0, 1), task="binary", n_boot=50)
+    old = ((frame["age"] > 60) & (frame["city"] == "Lyon")).to_numpy()
+    assert result.table_rows == {EVERYONE: len(frame), "old in Lyon": old.sum(), "young": (frame["age"] <= 40).sum()}
+    explained_old = old[part.row_ids]
+    stats = result.cohorts["old in Lyon"]
+    assert stats.rows == explained_old.sum() < old.sum()
+    np.testing.assert_allclose(stats.mean_abs, np.abs(part.values[explained_old]).mean(axis=0))
+    assert stats.metrics["accuracy"] == pytest.approx((proba[old].argmax(1) == y[old]).mean())
+    assert stats.prediction["q50"] == pytest.approx(np.median(table.iloc[:, 1][old]))
+    with pytest.raises(DataError, match="differ"):
+        compare_named(part, table, [Cohort("a", "age>1"), Cohort("a", "age>2")])
+    with pytest.raises(DataError, match="salary"):
+        compare_named(part, table, [Cohort("rich", "salary>3")])
+
+
+def test_predicted_values_are_labels_for_classifiers_and_numbers_for_regressors():
+    from core.cohorts.errortree import predicted_values
+
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert list(predicted_values(proba, ("no", "yes"), "binary")) == ["no", "yes"]
+    assert list(predicted_values(np.array([[-1.0], [2.0]]), (0, 1), "binary")) == ["0", "1"]
+    assert list(predicted_values(np.array([1.5, 2.5]), None, "regression")) == [1.5, 2.5]
+
+
+def test_a_second_table_is_explained_with_the_first_tables_explainer_and_diffed_on_its_own_rows():
+    from sklearn.linear_model import LinearRegression
+
+    from core.cohorts.diff import explain_other_table, models_diff, tables_diff
+
+    rng = np.random.default_rng(6)
+    first = pd.DataFrame({"a": rng.normal(0, 1, 1500), "b": rng.normal(0, 1, 1500)})
+    second = pd.DataFrame({"a": rng.normal(0, 1, 900), "b": rng.normal(2, 1, 900)})
+    model = LinearRegression().fit(first, first["a"] + 2 * first["b"])
+    explainer = make_explainer(model, first, output="raw")
+    seen = []
+    other = explain_other_table(explainer, second, rows=400, seed=1, chunk=150, progress=lambda d, t: seen.append(d))
+    assert seen == [150, 300, 400] and other.total_rows == 900 and len(other) == 400
+    np.testing.assert_allclose(other.prediction[:, 0], model.predict(second.iloc[other.row_ids]))
+    direct = explainer.explain_frame(second.iloc[other.row_ids].reset_index(drop=True), other.row_ids)
+    np.testing.assert_allclose(other.values, direct.values)  # one background: the same numbers as one call
+    diff = tables_diff(explainer.explain(np.arange(0, 1500, 2)), first, other.for_class(None), second, n_boot=50)
+    assert diff.features.iloc[0]["feature"] == "b" and diff.features.iloc[0]["drift"] > 0.25 and not diff.paired
+    with pytest.raises(DataError, match="columns"):
+        explain_other_table(explainer, second[["b", "a"]])
+
+    a = explainer.explain(np.arange(0, 1500, 2))
+    b = make_explainer(model, first, output="raw").explain(np.arange(0, 1500, 3))
+    same, rows = models_diff(a, b, first)  # the rows both explained: every 6th
+    assert same.rows == {"first": 250, "second": 250} and same.paired
+    assert np.all(same.features["shift"] == 0) and np.all(rows["difference"] == 0)
+
+
+def test_group_figures_draw_every_cohort_and_escape_user_text(explained):
+    import json
+
+    from core.cohorts.compare import Cohort, compare_named
+    from core.cohorts.errortree import error_analysis
+    from core.present import cohort_figures as cf
+
+    model, frame, expl, y = explained
+    proba = model.predict_proba(frame)
+    table = cohort_table(frame, proba[:, 1], expl.units, y)
+    hostile = "<img src=x onerror=alert(1)>"
+    result = compare_named(expl, table, [Cohort(hostile, "age>60")], target=y, scores=proba, classes=(0, 1), n_boot=30)
+    figures = [
+        cf.cohort_importance_figure(result, top_n=3),
+        cf.cohort_prediction_figure(result, expl.units),
+        cf.cohort_beeswarm_figure(expl, {k: s.mask for k, s in result.cohorts.items()}, top_n=3),
+        cf.interval_figure(result.difference(EVERYONE, hostile), title=f"{hostile} - everyone", axis="a"),
+    ]
+    assert [len(f.data) for f in figures[:2]] == [2, 2] and len(figures[2].data) >= 2
+    for fig in figures:
+        text = json.dumps(fig.to_plotly_json(), default=str)
+        assert hostile not in text and "&lt;img" in text
+    with pytest.raises(Exception, match="no errors"):  # the forest fits its training rows perfectly
+        cf.error_tree_figure(error_analysis(frame, y, model.predict(frame), "binary", expl, n_boot=30))
+    planted, rows, target, _ = _planted(1000)
+    analysis = error_analysis(rows, target, planted.predict(rows), "binary")
+    tree = cf.error_tree_figure(analysis)
+    assert len(tree.data[0].x) == min(10, sum(n.node != 0 and n.errors > 0 for n in analysis.nodes))
+    assert {c[0] for c in tree.data[0].customdata} <= {n.node for n in analysis.nodes}
