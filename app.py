@@ -17,6 +17,8 @@ pages = {
     ),
     "beeswarm": st.Page("pages/beeswarm.py", title="Beeswarm", icon=":material/scatter_plot:", url_path="beeswarm"),
     "rows": st.Page("pages/row_explorer.py", title="Row explorer", icon=":material/table_rows:", url_path="rows"),
+    "cohorts": st.Page("pages/cohorts.py", title="Cohorts & errors", icon=":material/groups:", url_path="cohorts"),
+    "diff": st.Page("pages/diff.py", title="Explanation diff", icon=":material/compare_arrows:", url_path="diff"),
     "share": st.Page("pages/share.py", title="Share & export", icon=":material/share:", url_path="share"),
 }
 navigation = st.navigation(list(pages.values()))

@@ -1,24 +1,16 @@
 import numpy as np
 import streamlit as st
 
-from core.data.metrics import prediction_column
-from core.data.rows import PAGE_SIZE, example_query, page_of, rows_table, search_rows
+from core.data.rows import PAGE_SIZE, example_query, page_of, search_rows
 from core.present.figures import force_figure, waterfall_figure
 from core.present.narrative import summarize
-from ui import context, loaders, render, selection, state, whatif
+from ui import cohorts, context, render, selection, state, whatif
 
 st.title("Row explorer")
 with render.guard():
     ctx = context.current()
-    output = ctx.explanation().output
-    predictions = loaders.predictions(
-        ctx.model_key, ctx.data_key, state.get().target, output, ctx.model, ctx.aligned
-    ).unwrap()
+    table = cohorts.search_table(ctx, ctx.explanation().output)
 app = state.get()
-units = ctx.explanation().units if ctx.model.is_classifier else (ctx.aligned.target_name or "model output")
-table = rows_table(
-    ctx.aligned.frame, prediction_column(predictions, ctx.model.classes, ctx.class_label), units, ctx.aligned.target
-)
 query = st.text_input(
     "Search rows",
     placeholder=example_query(table),
@@ -29,6 +21,12 @@ search = search_rows(table, query)
 found = search.rows
 if search.message:
     st.info(render.md(search.message), icon=":material/search_off:")
+elif query.strip() and not ctx.read_only:
+    with st.popover("Save as cohort", icon=":material/group_add:"):
+        name = st.text_input("Cohort name", value=query.strip()[: cohorts.NAME_CHARS], key="cohort_from_search")
+        if st.button("Save", key="save_cohort"):
+            problem = cohorts.add(name, query, table)
+            st.write(render.md(problem or f"Saved: compare '{name}' on the Cohorts & errors page."))
 pages = max(1, -(-len(found) // PAGE_SIZE))
 page = st.number_input(f"Page (of {pages}, {len(found):,} rows)", 1, pages, 1, key="row_page") if pages > 1 else 1
 shown = page_of(found, int(page))

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.present.exports import shap_csv, shap_parquet
 from core.present.report import build_report
-from ui import auth, context, loaders, render, share, state, whatif
+from ui import auth, cohorts, context, loaders, render, share, state, whatif
 
 st.title("Share & export")
 with render.guard():
@@ -37,12 +37,15 @@ else:
 
 st.subheader("Report")
 st.caption(
-    "One HTML file with the model card, global importance, the beeswarm, the pinned rows and the pinned what-if "
-    "scenarios; it opens offline."
+    "One HTML file with the model card, global importance, the beeswarm, the pinned rows, the pinned what-if "
+    "scenarios and the group views pinned on Cohorts & errors and Explanation diff; it opens offline."
 )
 choices = sorted({*app.pinned, *([app.row] if app.row is not None else [])})
 rows = st.multiselect("Rows in the report", choices, default=choices, help="Pin rows in the row explorer.")
-report_key = (ctx.model_key, ctx.data_key, str(ctx.class_label), expl.output, tuple(rows), repr(app.scenarios))
+groups = repr((app.report_parts, app.cohorts, app.cohort_pair))
+report_key = (ctx.model_key, ctx.data_key, str(ctx.class_label), expl.output, tuple(rows), repr(app.scenarios), groups)
+if app.report_parts:
+    st.caption("Pinned group views: " + ", ".join(render.md(p) for p in app.report_parts) + ".")
 if st.button("Build report", icon=":material/description:"):
     with render.guard(), st.spinner("Building the report…"):
         pinned = [ctx.job.row(r).for_class(ctx.class_label).row(0) for r in rows]
@@ -54,6 +57,7 @@ if st.button("Build report", icon=":material/description:"):
                 ctx.model.card(),
                 rows=pinned,
                 scenarios=whatif.scenario_views(ctx),
+                groups=cohorts.report_sections(ctx),
                 title=ctx.source.label,
                 notes=list(ctx.model.notices),
             ),

@@ -10,6 +10,7 @@ arguments before them are the keys.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,3 +280,82 @@ def ice(
     from core.whatif.sensitivity import ice_bundle
 
     return _attempt(ice_bundle, _explainer, _model, feature, class_label=_class_label)
+
+
+class Lazy:
+    """A cached computation run on first use, with progress (like a job's sample): one run per cache entry.
+
+    A crashed worker's error is not kept: the next call tries again.
+    """
+
+    def __init__(self, fn: Any):
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._outcome: Outcome | None = None
+
+    def get(self, progress: Any = None) -> Outcome:
+        """The outcome, computing it now (reporting to ``progress(done, total)``) if it is not there yet."""
+        with self._lock:
+            if self._outcome is None:
+                outcome = _attempt(self._fn, progress)
+                crashed = isinstance(outcome.error, WorkerError) and not isinstance(outcome.error, SandboxError)
+                if crashed:
+                    return outcome
+                self._outcome = outcome
+            return self._outcome
+
+
+@st.cache_resource(show_spinner="Comparing the cohorts…", max_entries=32, ttl=TTL)
+def cohort_comparison(
+    model_digest: str,
+    data_digest: str,
+    target: str | None,
+    output: str,
+    class_key: str,
+    explained: int,
+    cohorts: tuple[tuple[str, str], ...],
+    _expl: Any,
+    _table: pd.DataFrame,
+    _target: pd.Series | None,
+    _scores: Any,
+    _model: LoadedModel,
+) -> Outcome:
+    """Named cohorts compared on the explained rows (counts, predictions and metrics on every row)."""
+    from core.cohorts.compare import Cohort, compare_named
+
+    named = [Cohort(name, query) for name, query in cohorts]
+    return _attempt(
+        compare_named, _expl, _table, named, target=_target, scores=_scores, classes=_model.classes, task=_model.task
+    )
+
+
+@st.cache_resource(show_spinner="Finding where the model is wrong (every row)…", max_entries=16, ttl=TTL)
+def error_analysis(
+    model_digest: str,
+    data_digest: str,
+    target: str | None,
+    output: str,
+    class_key: str,
+    explained: int,
+    _frame: pd.DataFrame,
+    _target: pd.Series,
+    _scores: Any,
+    _model: LoadedModel,
+    _expl: Any,
+) -> Outcome:
+    """The error tree over every row of the table and the wrong-vs-right gap on the explained rows."""
+    from core.cohorts.errortree import error_analysis as analyse
+    from core.cohorts.errortree import predicted_values
+
+    predicted = predicted_values(_scores, _model.classes, _model.task)
+    return _attempt(analyse, _frame, _target, predicted, _model.task, _expl)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=TTL)
+def other_table(
+    model_digest: str, data_digest: str, other_digest: str, output: str, rows: int, _explainer: Explainer, _frame: Any
+) -> Lazy:
+    """A seeded sample of a second table explained with the first table's explainer (the explanation diff)."""
+    from core.cohorts.diff import explain_other_table
+
+    return Lazy(lambda progress: explain_other_table(_explainer, _frame, rows=rows, progress=progress))

@@ -12,6 +12,7 @@ import streamlit as st
 
 from core.errors import ModelLensError
 from core.loading.models import LoadedModel
+from ui import state
 
 log = logging.getLogger(__name__)
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -74,3 +75,13 @@ def top_n(label: str, n_features: int, default: int, *, key: str | None = None) 
         return n_features
     upper = min(40, n_features)
     return int(st.slider(label, 3, upper, min(default, upper), key=key))
+
+
+def report_toggle(part: str, label: str) -> None:
+    """A toggle that pins a group view (``cohorts``, ``errors``, ``diff``) into the HTML report."""
+    app = state.get()
+    on = st.toggle(label, value=part in app.report_parts, key=f"report_{part}", help="Share & export builds it")
+    if on and part not in app.report_parts:
+        app.report_parts.append(part)
+    elif not on and part in app.report_parts:
+        app.report_parts.remove(part)

@@ -10,7 +10,7 @@ from core.store import ShareRecord
 from ui import auth, loaders, state
 from ui.context import Context
 
-PAGE_PATHS = ("importance", "beeswarm", "rows", "share")
+PAGE_PATHS = ("importance", "beeswarm", "rows", "cohorts", "diff", "share")
 
 
 def base_url() -> str:
@@ -25,7 +25,7 @@ def base_url() -> str:
 
 
 def link(record: ShareRecord, *, page: str = "", row: int | None = None, class_label: str | None = None) -> str:
-    """``<root>/?s=<id>&page=…&row=…&class=…``."""
+    """``<root>/?s=<id>&page=…&row=…&class=…`` (the share's settings hold its cohorts)."""
     params = {"s": record.id}
     if page:
         params["page"] = page
@@ -47,6 +47,8 @@ def create(ctx: Context, *, title: str = "", days: float | None = None) -> Share
         "row": app.row,
         "pinned": list(app.pinned),
         "scenarios": list(app.scenarios),
+        "cohorts": [dict(c) for c in app.cohorts],
+        "report_parts": list(app.report_parts),
     }
     result = ctx.job.result
     return loaders.store().save(

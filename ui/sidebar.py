@@ -61,6 +61,7 @@ def render_sidebar(*, page: str = "") -> None:
     st.caption(f"Method: {render.md(ctx.result.method)}")
     _progress(ctx.job)
     if not ctx.read_only:
+        _compare_with()
         _share_button(ctx, page)
     state.sync_url(demo_active=src.is_demo)
 
@@ -110,6 +111,19 @@ def _shared_header(share_id: str) -> bool:
     )
     st.button("Leave shared view", on_click=state.leave_share)
     return True
+
+
+def _compare_with() -> None:
+    """The second upload slot: a table or a model to diff the explanations against (the Explanation diff page)."""
+    from ui.cohorts import OTHER_DATA, OTHER_MODEL
+
+    given = st.session_state.get(OTHER_DATA) is not None or st.session_state.get(OTHER_MODEL) is not None
+    with st.expander("Compare with… (explanation diff)", expanded=given, icon=":material/compare_arrows:"):
+        st.caption("A second table on this model, or a second model on this table.")
+        st.file_uploader("Second table", type=DATA_TYPES, key=OTHER_DATA, help="The same columns, e.g. last month's")
+        st.file_uploader("Second model", type=MODEL_TYPES, key=OTHER_MODEL, help="e.g. a retrained version")
+        if st.session_state.get(OTHER_DATA) is not None and st.session_state.get(OTHER_MODEL) is not None:
+            st.caption("Both given: the diff compares the tables; remove the table to compare the models.")
 
 
 def _share_button(ctx: context.Context, page: str) -> None:

@@ -1,8 +1,9 @@
 """Typed session state: one dataclass under one key, synced with the URL's query parameters.
 
-The URL carries what a link must reopen: ``row``, ``class``, ``output``, ``view``, ``demo`` and the share id
-``s``. It is read once per session (deep links) and written on every run, so reloading or pasting the URL
-reopens the same view. Choices live here; computed results never do (they are cached in ui/loaders.py).
+The URL carries what a link must reopen: ``row``, ``class``, ``output``, ``view``, ``demo``, the share id
+``s`` and each named cohort (``cohort=NAME=QUERY``, repeated). It is read once per session (deep links) and
+written on every run, so reloading or pasting the URL reopens the same view. Choices live here; computed
+results never do (they are cached in ui/loaders.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,22 @@ import streamlit as st
 
 from core.data.demo import DEMOS
 
-__all__ = ["AppState", "adopt_share_settings", "follow_start_page", "get", "leave_share", "set_row", "sync_url"]
+__all__ = [
+    "REPORT_PARTS",
+    "AppState",
+    "adopt_share_settings",
+    "parse_cohort_param",
+    "follow_start_page",
+    "get",
+    "leave_share",
+    "set_row",
+    "sync_url",
+]
 
 KEY = "app"
 DEFAULT_DEMO = "breast-cancer"
-URL_KEYS = ("s", "demo", "row", "class", "output", "view")
+URL_KEYS = ("s", "demo", "row", "class", "output", "view", "cohort")
+REPORT_PARTS = ("cohorts", "errors", "diff")  # group views a user can pin into the report
 
 
 @dataclass
@@ -39,6 +51,15 @@ class AppState:
     scenarios: list[dict[str, Any]] = field(default_factory=list)  # pinned what-ifs: {"row", "changes", "class"}
     share_link: str | None = None  # the last link this session created (shown until a new one)
     report: tuple[tuple[object, ...], str] | None = None  # (what it shows, the HTML): survives reruns
+    cohorts: list[dict[str, str]] = field(default_factory=list)  # named cohorts: {"name", "query"}
+    report_parts: list[str] = field(default_factory=list)  # group views pinned for the report (REPORT_PARTS)
+    cohort_pair: tuple[str, str] | None = None  # the two cohorts whose difference is drawn (first, second)
+
+
+def parse_cohort_param(text: str) -> dict[str, str] | None:
+    """``NAME=QUERY`` (the URL's form of a cohort) as {"name", "query"}, or None when it has no name."""
+    name, sep, query = text.partition("=")
+    return {"name": name.strip(), "query": query.strip()} if sep and name.strip() else None
 
 
 def _from_url(state: AppState) -> None:
@@ -52,6 +73,7 @@ def _from_url(state: AppState) -> None:
     row = params.get("row")
     state.row = int(row) if row is not None and row.isdigit() else None
     state.start_page = params.get("page") or None
+    state.cohorts = [c for c in map(parse_cohort_param, params.get_all("cohort")[:20]) if c is not None]
 
 
 def get() -> AppState:
@@ -79,6 +101,9 @@ def sync_url(*, demo_active: bool) -> None:
         "output": state.output if state.output != "auto" else None,
         "view": state.view if state.view != "raw" else None,
     }
+    cohorts = [f"{c['name']}={c['query']}" for c in state.cohorts]
+    if st.query_params.get_all("cohort") != cohorts:
+        st.query_params["cohort"] = cohorts  # type: ignore[assignment]  # a list: one parameter per cohort
     for key, value in wanted.items():
         if value is None:
             if key in st.query_params:
@@ -102,6 +127,11 @@ def adopt_share_settings(share_id: str, settings: dict[str, object]) -> None:
         state.row = int(settings["row"])  # type: ignore[arg-type]
     state.pinned = [int(r) for r in settings.get("pinned") or []]  # type: ignore[union-attr]
     state.scenarios = [dict(s) for s in settings.get("scenarios") or [] if isinstance(s, dict)]  # type: ignore[union-attr]
+    saved = [c for c in settings.get("cohorts") or [] if isinstance(c, dict)]  # type: ignore[union-attr]
+    if saved and not state.cohorts:
+        state.cohorts = [{"name": str(c.get("name", "")), "query": str(c.get("query", ""))} for c in saved]
+    parts = [p for p in settings.get("report_parts") or [] if p in REPORT_PARTS]  # type: ignore[union-attr]
+    state.report_parts = parts
 
 
 def leave_share() -> None:

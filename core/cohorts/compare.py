@@ -161,6 +161,16 @@ class CohortComparison:
         ]
         return pd.concat(parts, ignore_index=True)
 
+    def summary(self) -> pd.DataFrame:
+        """One row per cohort: its rows in the table, rows explained, mean prediction and each metric."""
+        rows = []
+        for name, s in self.cohorts.items():
+            row: dict[str, Any] = {"cohort": name, "rows": self.table_rows.get(name, s.rows), "explained": s.rows}
+            row["mean prediction"] = s.prediction.get("mean", float("nan"))
+            row.update(s.metrics)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
     def difference(self, first: str, second: str, *, signed: bool = False) -> pd.DataFrame:
         """Per feature, second minus first in mean |SHAP| (``signed``: in mean SHAP), largest |shift| first.
 

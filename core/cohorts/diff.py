@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DRIFT_STATISTIC",
     "ExplanationDiff",
+    "common_rows",
     "disagreements",
     "explain_other_table",
     "explanation_diff",

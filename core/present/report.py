@@ -1,7 +1,8 @@
 """A report that travels: one self-contained, interactive HTML file (plotly.js embedded, no network needed).
 
 It holds the model card, global importance, the beeswarm, the waterfall, force strip and plain-language
-summary of each pinned row, and each pinned what-if scenario (the edited row beside its original). Every
+summary of each pinned row, each pinned what-if scenario (the edited row beside its original), and the pinned
+group views: the cohort comparison, the error analysis and the explanation diff (:class:`GroupSection`). Every
 user-supplied string is escaped (feature names, values, class labels, titles); figures escape their own
 labels (:mod:`core.present.figures`).
 """
@@ -14,15 +15,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from core.cohorts.compare import CohortComparison
+from core.cohorts.diff import ExplanationDiff
+from core.cohorts.errortree import ErrorAnalysis
 from core.engine.importance import shap_importance
 from core.explanation import Explanation, RowExplanation
-from core.present import figures
+from core.present import cohort_figures, figures
 from core.present.narrative import summarize
 
-__all__ = ["ScenarioView", "build_report"]
+__all__ = ["GroupSection", "ScenarioView", "build_report", "cohort_section", "diff_section", "error_section"]
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -41,6 +46,92 @@ class ScenarioView:
     original: RowExplanation
     edited: RowExplanation
     changed: dict[str, tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class GroupSection:
+    """A pinned group view as the report shows it: a heading, plain sentences, figures and a table."""
+
+    title: str
+    lines: tuple[str, ...]
+    figures: tuple[Any, ...]
+    table: pd.DataFrame | None = None
+
+
+def cohort_section(comparison: CohortComparison, first: str, second: str) -> GroupSection:
+    """The cohort comparison: who is in each cohort, its metrics, and the second-minus-first shift."""
+    rows = []
+    for name, stats in comparison.cohorts.items():
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in stats.metrics.items())
+        total = comparison.table_rows.get(name, stats.rows)
+        rows.append({"cohort": name, "rows": total, "explained": stats.rows, "metrics": metrics or "-"})
+    difference = comparison.difference(first, second)
+    separated = difference[difference["separated"]]["feature"].tolist()
+    lines = (
+        f"Mean |SHAP| of {second} minus {first}, with bootstrap 95% intervals ({comparison.n_boot} replicates).",
+        "Features whose interval excludes zero: " + (", ".join(map(str, separated[:8])) or "none") + ".",
+    )
+    figs = (
+        cohort_figures.cohort_importance_figure(comparison),
+        cohort_figures.interval_figure(
+            difference, title=f"{second} minus {first}: mean |SHAP|", axis=f"shift ({comparison.units})"
+        ),
+    )
+    return GroupSection("Cohorts", lines, figs, pd.DataFrame(rows))
+
+
+def error_section(analysis: ErrorAnalysis) -> GroupSection:
+    """Where the model is wrong: the error tree's top nodes and the wrong-vs-right attribution gap."""
+    top = [n for n in analysis.nodes if n.node != 0][:8]
+    table = pd.DataFrame(
+        [
+            {
+                "group": n.label,
+                "rows": n.rows,
+                "error rate": round(n.error_rate, 3),
+                "share of errors": round(n.share, 3),
+            }
+            for n in top
+        ]
+    )
+    lines = (f"An error here is: {analysis.error_definition}. Overall error rate {analysis.error_rate:.1%}.",)
+    figs: list[Any] = [cohort_figures.error_tree_figure(analysis)] if analysis.errors.any() else []
+    if analysis.attribution_gap is not None:
+        figs.append(
+            cohort_figures.interval_figure(
+                analysis.attribution_gap, title="Wrong minus right rows: mean |SHAP|", axis="shift in mean |SHAP|"
+            )
+        )
+    return GroupSection("Where the model is wrong", lines, tuple(figs), table)
+
+
+def diff_section(diff: ExplanationDiff, *, first: str, second: str, units: str) -> GroupSection:
+    """The explanation diff: per column shift in mean contribution with intervals, and the input drift."""
+    p = diff.prediction
+    lines = (
+        f"{second} compared with {first} ({diff.rows['second']:,} and {diff.rows['first']:,} rows explained).",
+        f"Mean prediction moves from {figures.format_number(p['first'])} to {figures.format_number(p['second'])} "
+        f"(95% interval of the shift {figures.format_number(p['low'])} to {figures.format_number(p['high'])}).",
+    )
+    figs: list[Any] = [
+        cohort_figures.interval_figure(
+            diff.features, title=f"{second} minus {first}: mean contribution", axis=f"shift ({units})"
+        )
+    ]
+    if not diff.paired:
+        figs.append(cohort_figures.drift_figure(diff.features, statistic=diff.drift_statistic))
+    return GroupSection("Explanation diff", lines, tuple(figs))
+
+
+def _group_section(group: GroupSection) -> str:
+    table = "" if group.table is None else group.table.to_html(index=False, border=0, classes="card")
+    return (
+        f"<section><h2>{_e(group.title)}</h2>"
+        + "".join(f"<p>{_e(line)}</p>" for line in group.lines)
+        + table
+        + "".join(_figure(f) for f in group.figures)
+        + "</section>"
+    )
 
 
 def _e(value: Any) -> str:
@@ -97,6 +188,7 @@ def build_report(
     *,
     rows: list[RowExplanation] | None = None,
     scenarios: Sequence[ScenarioView] = (),
+    groups: Sequence[GroupSection] = (),
     title: str = "",
     notes: list[str] | tuple[str, ...] = (),
 ) -> str:
@@ -107,6 +199,7 @@ def build_report(
         card: The model card (:meth:`core.loading.models.LoadedModel.card`).
         rows: The pinned rows' explanations.
         scenarios: Pinned what-if scenarios (each edited row beside its original).
+        groups: Pinned group views (:func:`cohort_section`, :func:`error_section`, :func:`diff_section`).
         title: The report's title (escaped).
         notes: Extra lines for the header (notices, the method).
     """
@@ -122,6 +215,7 @@ def build_report(
         sections.append("<h2>Pinned rows</h2>" + "".join(_row_section(r) for r in rows))
     if scenarios:
         sections.append("<h2>What-if scenarios</h2>" + "".join(_scenario_section(s) for s in scenarios))
+    sections.extend(_group_section(g) for g in groups)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{_e(title)}</title><style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script>"
