@@ -46,7 +46,7 @@ st.plotly_chart(
 )
 if not diff.paired:
     st.plotly_chart(drift_figure(diff.features, statistic=diff.drift_statistic, top_n=top_n), key="diff_drift")
-st.dataframe(diff.features.head(top_n), hide_index=True, key="diff_table")
+st.dataframe(diff.readable(view.first, view.second).head(top_n), hide_index=True, key="diff_table")
 
 if view.disagreements is not None and view.pair is not None:
     st.subheader("Where the two models disagree most")

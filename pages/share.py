@@ -42,10 +42,8 @@ st.caption(
 )
 choices = sorted({*app.pinned, *([app.row] if app.row is not None else [])})
 rows = st.multiselect("Rows in the report", choices, default=choices, help="Pin rows in the row explorer.")
-groups = repr((app.report_parts, app.cohorts, app.cohort_pair))
+groups = repr((app.report_parts, app.cohorts, app.cohort_pair))  # pinned group views: cohorts, errors, diff
 report_key = (ctx.model_key, ctx.data_key, str(ctx.class_label), expl.output, tuple(rows), repr(app.scenarios), groups)
-if app.report_parts:
-    st.caption("Pinned group views: " + ", ".join(render.md(p) for p in app.report_parts) + ".")
 if st.button("Build report", icon=":material/description:"):
     with render.guard(), st.spinner("Building the report…"):
         pinned = [ctx.job.row(r).for_class(ctx.class_label).row(0) for r in rows]

@@ -18,13 +18,19 @@ from core.cohorts.compare import EVERYONE, CohortComparison, cohort_mask
 from core.cohorts.diff import ExplanationDiff, common_rows, models_diff, tables_diff
 from core.cohorts.errortree import ErrorAnalysis
 from core.data.metrics import headline_metrics, metric_output, prediction_column
-from core.data.rows import rows_table
+from core.data.rows import example_query, rows_table
 from core.errors import DataError
 from core.explanation import Explanation
 from core.loading.models import LoadedModel
+from core.present.cohort_figures import (
+    cohort_beeswarm_figure,
+    cohort_importance_figure,
+    cohort_prediction_figure,
+    error_tree_figure,
+    interval_figure,
+)
 from core.present.report import GroupSection, cohort_section, diff_section, error_section
-from ui import context, loaders, state
-from ui.render import md
+from ui import context, loaders, render, selection, state
 
 MAX_COHORTS = 8
 NAME_CHARS = 40
@@ -98,7 +104,7 @@ def editor(table: pd.DataFrame, placeholder: str) -> None:
     app = state.get()
     for i, cohort in enumerate(app.cohorts):
         left, middle, right = st.columns([2, 5, 1])
-        left.markdown(f"**{md(cohort['name'])}**")
+        left.markdown(f"**{render.md(cohort['name'])}**")
         middle.code(cohort["query"] or "(every row)", language=None)
         right.button("Remove", key=f"remove_cohort_{i}_{cohort['name']}", on_click=remove, args=(i,))
     with st.form("add_cohort", clear_on_submit=True, border=True):
@@ -204,7 +210,7 @@ class DiffView:
 
 def second_upload() -> tuple[str, Any] | None:
     """("table", file) or ("model", file) from the sidebar's "Compare with" box, or None."""
-    data, model = st.session_state.get(OTHER_DATA), st.session_state.get(OTHER_MODEL)
+    data, model = state.uploaded(OTHER_DATA), state.uploaded(OTHER_MODEL)
     if data is not None:
         return "table", data
     if model is not None:
@@ -311,3 +317,102 @@ def report_sections(ctx: context.Context) -> list[GroupSection]:
         if view is not None:
             out.append(diff_section(view.diff, first=view.first, second=view.second, units=given.expl.units))
     return out
+
+
+def compare_view(ctx: context.Context, given: Inputs) -> None:
+    """The cohorts: their editor, numbers side by side, the difference of two, predictions, beeswarms."""
+    app = state.get()
+    st.subheader("Compare cohorts")
+    editor(given.table, example_query(given.table))
+    if not app.cohorts:
+        st.info(
+            "Name a group of rows to compare it with everyone: write it as in the row explorer's search, save a search "
+            "there, or click a group in the error analysis below.",
+            icon=":material/groups:",
+        )
+    else:
+        with render.guard():
+            found = comparison(ctx, given)
+        names = list(found.cohorts)
+        st.dataframe(found.summary(), hide_index=True, key="cohort_summary")
+        top_n = render.top_n("Features shown", len(found.feature_names), 10, key="cohort_top")
+        st.plotly_chart(cohort_importance_figure(found, top_n=top_n), key="cohort_importance")
+        first, second = pair(names)
+        left, right = st.columns(2)
+        first = left.selectbox("Difference from", names, index=names.index(first), key="cohort_first")
+        second = right.selectbox("to", names, index=names.index(second), key="cohort_second")
+        app.cohort_pair = (first, second)
+        if first == second:
+            st.caption("Pick two different cohorts to see their difference.")
+        else:
+            difference = found.difference(first, second)
+            separated = int(difference["separated"].sum())
+            st.caption(
+                f"{separated} of {len(difference)} features differ beyond resampling noise (coloured bars: the 95% "
+                "interval of the difference excludes zero; grey bars do not)."
+            )
+            st.plotly_chart(
+                interval_figure(
+                    difference,
+                    title=f"{second} minus {first}: mean |SHAP|",
+                    axis=f"difference in mean |SHAP| ({given.expl.units})",
+                    top_n=top_n,
+                ),
+                key="cohort_difference",
+            )
+        st.plotly_chart(cohort_prediction_figure(found, given.units), key="cohort_predictions")
+        masks = {name: s.mask for name, s in found.cohorts.items()}
+        st.plotly_chart(cohort_beeswarm_figure(given.expl, masks, top_n=min(top_n, 8)), key="cohort_beeswarm")
+        render.report_toggle("cohorts", "Include the cohort comparison in the report")
+
+
+def errors_view(ctx: context.Context, given: Inputs) -> None:
+    """Where the model is wrong: the error tree (click a group: a cohort), the gap, the wrong rows."""
+    app = state.get()
+    st.subheader("Where the model is wrong")
+    if ctx.aligned.target is None:
+        st.info(
+            "Error analysis needs the target column: pick it in the sidebar, or upload a table that has it.",
+            icon=":material/info:",
+        )
+        st.stop()
+    with render.guard():
+        tree = analysis(ctx, given)
+    if not tree.errors.any():
+        st.success("The model is right on every row of this table: there is no error to analyse.")
+        st.stop()
+    st.caption(
+        f"A shallow tree over the raw columns, fitted to each row's error over all {len(tree.errors):,} rows. "
+        "Click a group to make it a cohort."
+    )
+    event = st.plotly_chart(error_tree_figure(tree), key="error_tree", on_select="rerun", selection_mode="points")
+    clicked = selection.clicked_point(event, "error_tree")
+    if clicked:
+        st.session_state["error_node"] = int(clicked[0])
+        app_message = add_node(tree, int(clicked[0]), given.table)
+        st.session_state["error_message"] = app_message
+        st.rerun()
+    if st.session_state.get("error_message"):
+        st.info(render.md(st.session_state["error_message"]), icon=":material/group_add:")
+    if tree.attribution_gap is not None:
+        st.plotly_chart(
+            interval_figure(
+                tree.attribution_gap,
+                title="Wrong minus right rows: mean |SHAP|",
+                axis=f"difference in mean |SHAP| ({given.expl.units})",
+            ),
+            key="error_gap",
+        )
+    node = st.session_state.get("error_node")
+    wrong = wrong_rows(tree, given.table, node)
+    label = next((n.label for n in tree.nodes if n.node == node), None)
+    st.markdown(f"**Wrong rows{f' in {render.md(label)}' if label else ''}** ({len(wrong):,}): click one to open it.")
+    shown = wrong.head(500)
+    picked_event = st.dataframe(
+        shown, key="wrong_rows", on_select="rerun", selection_mode="single-row", hide_index=True, height=240
+    )
+    picked = selection.selected_row(picked_event, "wrong_rows", shown["row"].tolist())
+    if picked is not None:
+        app.row = picked
+        st.switch_page("pages/row_explorer.py")
+    render.report_toggle("errors", "Include the error analysis in the report")

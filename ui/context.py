@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import streamlit as st
-
 from core.classes import default_class
 from core.data.alignment import Aligned
 from core.data.demo import DEMOS
@@ -80,8 +78,8 @@ def source() -> Source:
         return Source(
             opened.model, record.model_name, opened.data, record.data_name, record.title, False, record, opened.result
         )
-    model_file = st.session_state.get("model_file")
-    data_file = st.session_state.get("data_file")
+    model_file = state.uploaded("model_file")
+    data_file = state.uploaded("data_file")
     if app.use_upload:
         if model_file is None or data_file is None:
             missing = "a model file" if model_file is None else "a data file (CSV, Parquet or Excel)"

@@ -80,10 +80,17 @@ def _source_picker() -> None:
             "Model file",
             type=MODEL_TYPES,
             key="model_file",
+            on_change=state.forget_upload,
+            args=("model_file",),
             help="pickle / joblib, skops, XGBoost .json/.ubj, LightGBM .txt, CatBoost .cbm, MLflow/AutoML zip",
         )
         st.file_uploader(
-            "Data file", type=DATA_TYPES, key="data_file", help="CSV/TSV, Parquet or Excel, with a header row"
+            "Data file",
+            type=DATA_TYPES,
+            key="data_file",
+            help="CSV/TSV, Parquet or Excel, with a header row",
+            on_change=state.forget_upload,
+            args=("data_file",),
         )
     else:
         _demo_picker()
@@ -117,12 +124,15 @@ def _compare_with() -> None:
     """The second upload slot: a table or a model to diff the explanations against (the Explanation diff page)."""
     from ui.cohorts import OTHER_DATA, OTHER_MODEL
 
-    given = st.session_state.get(OTHER_DATA) is not None or st.session_state.get(OTHER_MODEL) is not None
+    given = state.uploaded(OTHER_DATA) is not None or state.uploaded(OTHER_MODEL) is not None
     with st.expander("Compare with… (explanation diff)", expanded=given, icon=":material/compare_arrows:"):
         st.caption("A second table on this model, or a second model on this table.")
-        st.file_uploader("Second table", type=DATA_TYPES, key=OTHER_DATA, help="The same columns, e.g. last month's")
-        st.file_uploader("Second model", type=MODEL_TYPES, key=OTHER_MODEL, help="e.g. a retrained version")
-        if st.session_state.get(OTHER_DATA) is not None and st.session_state.get(OTHER_MODEL) is not None:
+        for label, key, types, hint in (
+            ("Second table", OTHER_DATA, DATA_TYPES, "The same columns, e.g. last month's rows"),
+            ("Second model", OTHER_MODEL, MODEL_TYPES, "e.g. a retrained version"),
+        ):
+            st.file_uploader(label, type=types, key=key, help=hint, on_change=state.forget_upload, args=(key,))
+        if state.uploaded(OTHER_DATA) is not None and state.uploaded(OTHER_MODEL) is not None:
             st.caption("Both given: the diff compares the tables; remove the table to compare the models.")
 
 

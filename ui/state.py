@@ -21,10 +21,12 @@ __all__ = [
     "adopt_share_settings",
     "parse_cohort_param",
     "follow_start_page",
+    "forget_upload",
     "get",
     "leave_share",
     "set_row",
     "sync_url",
+    "uploaded",
 ]
 
 KEY = "app"
@@ -54,6 +56,7 @@ class AppState:
     cohorts: list[dict[str, str]] = field(default_factory=list)  # named cohorts: {"name", "query"}
     report_parts: list[str] = field(default_factory=list)  # group views pinned for the report (REPORT_PARTS)
     cohort_pair: tuple[str, str] | None = None  # the two cohorts whose difference is drawn (first, second)
+    uploads: dict[str, Any] = field(default_factory=dict)  # uploader key -> its file (see :func:`uploaded`)
 
 
 def parse_cohort_param(text: str) -> dict[str, str] | None:
@@ -83,6 +86,30 @@ def get() -> AppState:
         _from_url(state)
         st.session_state[KEY] = state
     return st.session_state[KEY]
+
+
+def uploaded(key: str) -> Any:
+    """The file in the sidebar uploader ``key``, surviving a page switch a script makes.
+
+    ``st.switch_page`` from a script (a beeswarm click, a wrong row) resets every widget's state on the server,
+    although the browser still shows the files: the last file each uploader gave is kept here, and dropped only
+    when the user removes it (:func:`forget_upload`, the uploader's ``on_change``).
+    """
+    app = get()
+    value = st.session_state.get(key)
+    if value is not None:
+        app.uploads[key] = value
+        return value
+    return app.uploads.get(key)
+
+
+def forget_upload(key: str) -> None:
+    """An uploader's ``on_change``: keep its new file, or forget the old one when the user removed it."""
+    value = st.session_state.get(key)
+    if value is None:
+        get().uploads.pop(key, None)
+    else:
+        get().uploads[key] = value
 
 
 def set_row(row: int | None) -> None:

@@ -61,6 +61,21 @@ class ExplanationDiff:
     paired: bool
     drift_statistic: str = DRIFT_STATISTIC
 
+    def readable(self, first: str = "first", second: str = "second") -> pd.DataFrame:
+        """:attr:`features` with column names for people (the sides named ``first`` and ``second``)."""
+        names = {
+            "first": f"mean contribution: {first}",
+            "second": f"mean contribution: {second}",
+            "shift": "shift",
+            "low": "shift 95% low",
+            "high": "shift 95% high",
+            "abs_shift": "shift in mean |contribution|",
+            "drift": f"input drift ({self.drift_statistic})",
+            "separated": "beyond noise",
+        }
+        out = self.features[["feature", *names]].rename(columns=names)
+        return out.drop(columns=[names["drift"]]) if self.paired else out
+
 
 def psi(first: pd.Series, second: pd.Series) -> float:
     """Population stability index of ``second`` against ``first`` (0: same distribution; above 0.25: a big shift)."""

@@ -19,7 +19,7 @@ from core.cohorts.compare import CohortComparison
 from core.cohorts.errortree import ErrorAnalysis
 from core.errors import ExplanationError
 from core.explanation import Explanation
-from core.present.figures import MISSING, NEGATIVE, POSITIVE, _layout, beeswarm_figure, esc, format_number
+from core.present.figures import MISSING, NEGATIVE, POSITIVE, _layout, beeswarm_figure, esc
 
 __all__ = [
     "cohort_beeswarm_figure",
@@ -72,7 +72,7 @@ def cohort_importance_figure(comparison: CohortComparison, *, top_n: int = 12) -
         )
     height = max(360, 22 * len(labels) * len(stats) + 140)
     fig = _layout(fig, f"Mean |SHAP| per cohort ({esc(comparison.units)}), 95% bootstrap whiskers", height=height)
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.12})
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2}, margin={"b": 90})
     fig.update_xaxes(title=f"mean |SHAP| ({esc(comparison.units)})")
     return fig
 
@@ -105,9 +105,6 @@ def interval_figure(
                 "arrayminus": np.nan_to_num(shift - low),
                 "visible": True,
             },
-            text=[format_number(v, signed=True) for v in shift],
-            textposition="outside",
-            cliponaxis=False,
             customdata=[[n, lo, hi] for n, lo, hi in zip(names, low, high, strict=True)],
             hovertemplate="<b>%{y}</b><br>shift %{x:.4g}<br>95% interval %{customdata[1]:.4g} to "
             "%{customdata[2]:.4g}<extra></extra>",
@@ -131,6 +128,7 @@ def cohort_prediction_figure(comparison: CohortComparison, units: str) -> go.Fig
         fig.add_trace(
             go.Box(
                 name=f"{esc(s.name)} ({rows:,})",
+                y=[f"{esc(s.name)} ({rows:,})"],
                 q1=[p["q25"]],
                 median=[p["q50"]],
                 q3=[p["q75"]],
@@ -144,8 +142,9 @@ def cohort_prediction_figure(comparison: CohortComparison, units: str) -> go.Fig
         )
     if not fig.data:
         raise ExplanationError("Every cohort is empty: there are no predictions to draw.")
-    fig = _layout(fig, f"Predictions per cohort ({esc(units)}): 5-95% whiskers", height=120 + 50 * len(fig.data))
+    fig = _layout(fig, f"Predictions per cohort ({esc(units)}): 5-95% whiskers", height=140 + 60 * len(fig.data))
     fig.update_layout(showlegend=False)
+    fig.update_yaxes(autorange="reversed")  # everyone on top, then the cohorts in order
     fig.update_xaxes(title=esc(units))
     return fig
 
@@ -249,7 +248,7 @@ def drift_figure(features: pd.DataFrame, *, statistic: str, top_n: int = 12) -> 
         )
     )
     for x, name in ((0.1, "moderate"), (0.25, "large")):
-        fig.add_vline(x=x, line_dash="dot", line_color="#999", annotation_text=name)
+        fig.add_vline(x=x, line_dash="dot", line_color="#999", annotation_text=name, annotation_position="top")
     fig = _layout(fig, f"Input drift per column ({esc(statistic)})", height=max(300, 30 * len(top) + 130))
     fig.update_layout(margin={"l": 10, "r": 60, "t": 50, "b": 40})
     fig.update_xaxes(title=esc(statistic))
