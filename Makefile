@@ -6,6 +6,8 @@ PYTHON ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# Parallel test processes (pytest-xdist; each test file runs whole in one process): JOBS=1 for one process
+JOBS ?= 2
 # Where Azure AutoML runtimes live (ModelLens's default; the tests use the same one)
 export MODELLENS_RUNTIMES ?= $(HOME)/.modellens/runtimes
 
@@ -47,19 +49,19 @@ lint: $(VENV)/.dev ## ruff check, ruff format --check, mypy (strict, core/), had
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
-pytest: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## The whole pytest suite (unit, AppTest, AutoML, browser) + coverage
+pytest: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## The whole pytest suite (unit, AppTest, AutoML, browser; JOBS=2 processes) + coverage
 	mkdir -p test-artifacts/coverage
-	$(BIN)/python -m pytest -q --cov --cov-report=term --cov-report=html
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --cov --cov-report=term --cov-report=html
 
 test: lint pytest ## Everything CI runs: lint + the whole test suite
 
 test-fast: $(VENV)/.dev $(VENV)/.project ## Unit and AppTest only (no browser, no AutoML runtime, no slow tests)
-	$(BIN)/python -m pytest -q -m "not e2e and not slow and not automl"
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile -m "not e2e and not slow and not automl"
 
 bench: $(VENV)/.dev $(VENV)/.project chromium automl-runtime ## Benchmarks (speed is measured here, never asserted in tests)
 	$(BIN)/python -m bench
 
-fuzz: $(VENV)/.dev $(VENV)/.project ## Mutation fuzz of the safe unpickler (MODELLENS_FUZZ_SECONDS, default 600; make test runs 45 s)
+fuzz: $(VENV)/.dev $(VENV)/.project ## Mutation fuzz of the safe unpickler (MODELLENS_FUZZ_SECONDS, default 600; make test runs 25 s)
 	MODELLENS_FUZZ_SECONDS=$${MODELLENS_FUZZ_SECONDS:-600} $(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_fuzz.py
 
 clean: ## Remove the virtualenv and caches (your ~/.modellens data is kept)

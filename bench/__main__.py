@@ -19,6 +19,7 @@ SECTIONS = {
     "hostile": "bench.hostile",
     "sandbox": "bench.sandbox",
     "whatif": "bench.whatif",
+    "cohorts": "bench.cohorts",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from pathlib import Path
@@ -63,13 +64,21 @@ def automl_runtime() -> runtimes.RuntimeRecord:
 
 @pytest.fixture(scope="session")
 def automl_models(automl_runtime: runtimes.RuntimeRecord, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("automl-models")
-    built = subprocess.run(
-        [str(automl_runtime.python_executable), str(AUTOML_BUILDER), str(out)],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
-    )  # fmt: skip
-    assert built.returncode == 0, built.stdout + built.stderr
+    """Real AutoML models, built once per run (by the first of the parallel test processes that needs them)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: one temp root per run
+    out = shared / "automl-models"
+    with open(shared / "automl-models.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other processes wait for the build, then reuse it
+        if not (out / "built").exists():
+            out.mkdir(exist_ok=True)
+            built = subprocess.run(
+                [str(automl_runtime.python_executable), str(AUTOML_BUILDER), str(out)],
+                capture_output=True, text=True, timeout=300, check=False,
+                env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")},
+            )  # fmt: skip
+            assert built.returncode == 0, built.stdout + built.stderr
+            (out / "built").touch()
     return {name: out / name for name in AUTOML_NAMES}
 
 

@@ -61,7 +61,8 @@ def render_sidebar(*, page: str = "") -> None:
     st.caption(f"Method: {render.md(ctx.result.method)}")
     _progress(ctx.job)
     if not ctx.read_only:
-        _compare_with()
+        if not loaders.settings().read_only:  # a read-only server takes no uploads, not even a second one
+            _compare_with()
         _share_button(ctx, page)
     state.sync_url(demo_active=src.is_demo)
 

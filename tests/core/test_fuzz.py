@@ -5,7 +5,7 @@ call) must either be refused with a typed :class:`~core.errors.ModelLensError` o
 post-load audit passes again (inert). Mutants run in one spawned child process with a memory cap, so a
 native crash fails the test with the seed and mutant index that caused it instead of killing pytest.
 
-``make test`` runs it for MODELLENS_FUZZ_SECONDS (default 45 s); ``make fuzz`` runs it longer.
+``make test`` runs it for MODELLENS_FUZZ_SECONDS (default 25 s); ``make fuzz`` runs it longer.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 SEED = int(os.environ.get("MODELLENS_FUZZ_SEED", "14"))
-BUDGET = float(os.environ.get("MODELLENS_FUZZ_SECONDS", "45"))
+BUDGET = float(os.environ.get("MODELLENS_FUZZ_SECONDS", "25"))
 MODELS = ("dt_reg", "logreg", "hgb_clf", "calibrated", "spline", "function_log1p", "selectkbest", "stacking", "knn")
 _OPCODES = sorted({op.code.encode("latin1") for op in pickletools.opcodes})
 
