@@ -1,10 +1,12 @@
 """Where the model is wrong: a shallow decision tree over the raw columns, fitted to the per-row error.
 
 Error per row: misclassified (classifiers), or an absolute residual in the top 20 % (regressors; the result says
-which in ``error_definition``). The tree sees categoricals as ordinal codes, but every node's rule is written on the
-raw columns and levels (``city in {Lyon, Nice}``, ``age > 60.5``, ``(… or missing)`` on the side missing values
-take) and, where the row explorer's search syntax can express it exactly (it cannot say "or missing", nor exclude
-missing levels), as a cohort ``query``; every node keeps its row mask.
+which in ``error_definition``). On more than :data:`FIT_ROWS` rows the tree learns its splits on a seeded sample
+of that size; every node's rows, errors, rate and share are counted on every row. The tree sees categoricals as
+ordinal codes, but every node's rule is written on the raw columns and levels (``city in {Lyon, Nice}``,
+``age > 60.5``, ``(… or missing)`` on the side missing values take; a later split on the same category narrows
+the earlier one) and, where the row explorer's search syntax can express it exactly (it cannot say "or
+missing", nor exclude missing levels), as a cohort ``query``; every node keeps its row mask.
 ``attribution_gap`` compares mean |SHAP| of wrong and right rows with :func:`core.cohorts.compare.compare_cohorts`.
 """
 
@@ -24,6 +26,7 @@ from core.explanation import Explanation
 __all__ = ["ErrorAnalysis", "ErrorNode", "error_analysis", "predicted_values", "row_errors"]
 
 RESIDUAL_QUANTILE = 0.8
+FIT_ROWS = 200_000  # the tree learns its splits on at most this many rows (seeded); node counts use every row
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,8 +161,12 @@ def error_analysis(
     errors, definition = row_errors(target, prediction, task)
     codes, levels = _encode(frame)
     leaf = min_rows if min_rows is not None else max(20, len(frame) // 100)
+    fit = np.arange(len(frame))
+    if len(fit) > FIT_ROWS:  # the splits from a seeded sample; every number below from every row
+        fit = np.sort(np.random.default_rng(seed).choice(len(frame), FIT_ROWS, replace=False))
+        leaf = max(1, round(leaf * FIT_ROWS / len(frame)))
     tree = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=leaf, random_state=seed)
-    tree.fit(codes, errors)
+    tree.fit(codes[fit], errors[fit])
     paths = tree.decision_path(codes).tocsc()
     total = max(int(errors.sum()), 1)
     nodes = []
@@ -205,10 +212,11 @@ def _rules(tree: Any, frame: pd.DataFrame, levels: dict[str, list[Any]]) -> _Rul
     names = [str(c) for c in frame.columns]
     missing = {str(c) for c in frame.columns[frame.isna().any().to_numpy()]}
     out: _Rules = {0: ((), "")}
-    # node, rules, query terms (None once the syntax cannot express the path)
-    stack: list[tuple[int, tuple[str, ...], list[str] | None]] = [(0, (), [])]
+    # node, rules, query terms (None once the syntax cannot express the path), levels each category may still take
+    Entry = tuple[int, tuple[str, ...], list[str] | None, dict[str, list[Any]]]
+    stack: list[Entry] = [(0, (), [], {})]
     while stack:
-        node, rules, terms = stack.pop()
+        node, rules, terms, allowed = stack.pop()
         left, right = int(tree.children_left[node]), int(tree.children_right[node])
         if left < 0:
             continue
@@ -217,12 +225,19 @@ def _rules(tree: Any, frame: pd.DataFrame, levels: dict[str, list[Any]]) -> _Rul
         for child, side in ((left, True), (right, False)):
             rule, term = _condition(name, cut, side, levels.get(name))
             gets_missing = name in missing and side == missing_left
+            kept, narrowed = rules, allowed
+            if name in levels:  # a later split on the same category narrows the earlier one: say it once
+                chosen = [lv for i, lv in enumerate(levels[name]) if (i <= cut) == side]
+                chosen = [lv for lv in chosen if lv in allowed.get(name, chosen)]
+                narrowed = {**allowed, name: chosen}
+                kept = tuple(r for r in rules if not r.lstrip("(").startswith(f"{name} in {{"))
+                rule = f"{name} in {{{', '.join(map(str, chosen))}}}"
             rule = f"({rule} or missing)" if gets_missing else rule
             # a search comparison never matches a missing number; "!=" on text always matches a missing level
             exact = not gets_missing and (name not in missing or name not in levels)
             child_terms = [*terms, term] if terms is not None and exact else None
-            out[child] = ((*rules, rule), None if child_terms is None else ", ".join(child_terms))
-            stack.append((child, (*rules, rule), child_terms))
+            out[child] = ((*kept, rule), None if child_terms is None else ", ".join(child_terms))
+            stack.append((child, (*kept, rule), child_terms, narrowed))
     return out
 
 

@@ -150,17 +150,23 @@ def cohort_prediction_figure(comparison: CohortComparison, units: str) -> go.Fig
 
 
 def cohort_beeswarm_figure(
-    expl: Explanation, masks: dict[str, Any], *, top_n: int = 8, max_rows: int = 1500
+    expl: Explanation, masks: dict[str, Any], *, top_n: int = 8, max_rows: int = 600
 ) -> go.Figure:
-    """A beeswarm per cohort, side by side on one SHAP axis and one feature order (everyone's mean |SHAP|)."""
+    """A beeswarm per cohort, side by side on one SHAP axis and one feature order (everyone's mean |SHAP|).
+
+    Each panel draws at most ``max_rows`` seeded rows of its cohort (the title says so when it samples).
+    """
     if not masks:
         raise ExplanationError("No cohorts to draw.")
     order = list(expl.mean_abs().index[:top_n])
     names = list(masks)
     fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, horizontal_spacing=0.02)
     for i, name in enumerate(names):
-        part = expl.take(np.flatnonzero(np.asarray(masks[name], dtype=bool)))
-        title = f"{esc(name)} ({len(part):,} explained)"
+        positions = np.flatnonzero(np.asarray(masks[name], dtype=bool))
+        title = f"{esc(name)} ({len(positions):,} explained)"
+        if len(positions) > max_rows:  # sample before copying the rows (a cohort can be 100k rows)
+            positions = np.sort(np.random.default_rng(i).choice(positions, max_rows, replace=False))
+        part = expl.take(positions)
         fig.layout.annotations = (
             *fig.layout.annotations,
             go.layout.Annotation(
@@ -183,9 +189,11 @@ def cohort_beeswarm_figure(
                     trace.marker.showscale = False
             fig.add_trace(trace, row=1, col=i + 1)
     ticks = [esc(f) for f in order[::-1]]
+    sampled = any(int(np.sum(np.asarray(m, dtype=bool))) > max_rows for m in masks.values())
     fig = _layout(
         fig,
-        f"Beeswarm per cohort: SHAP values ({esc(expl.units)})",
+        f"Beeswarm per cohort: SHAP values ({esc(expl.units)})"
+        + (f", at most {max_rows:,} rows per cohort" if sampled else ""),
         height=max(360, 34 * len(order) + 160),
         hovermode="closest",
     )

@@ -295,3 +295,43 @@ def test_group_figures_draw_every_cohort_and_escape_user_text(explained):
     tree = cf.error_tree_figure(analysis)
     assert len(tree.data[0].x) == min(10, sum(n.node != 0 and n.errors > 0 for n in analysis.nodes))
     assert {c[0] for c in tree.data[0].customdata} <= {n.node for n in analysis.nodes}
+
+
+def test_a_large_table_is_bootstrapped_by_random_blocks_with_the_row_bootstrap_spread():
+    from core.cohorts.compare import BLOCK_ROWS
+
+    rng = np.random.default_rng(8)
+    n = BLOCK_ROWS * 3
+    matrix = np.column_stack([rng.normal(2.0, 3.0, n), rng.exponential(1.0, n)])
+    reps = bootstrap_means(matrix, 300, seed=1)
+    np.testing.assert_array_equal(reps, bootstrap_means(matrix, 300, seed=1))  # seeded
+    expected = matrix.std(axis=0) / np.sqrt(n)  # the standard error the row bootstrap estimates
+    np.testing.assert_allclose(reps.std(axis=0), expected, rtol=0.15)
+    np.testing.assert_allclose(reps.mean(axis=0), matrix.mean(axis=0), atol=3 * expected.max())
+
+
+def test_splits_on_one_category_read_as_one_rule_and_large_tables_fit_on_a_sample(monkeypatch):
+    from core.cohorts import errortree
+
+    rng = np.random.default_rng(9)
+    n = 6000
+    frame = pd.DataFrame({"city": rng.choice(list("abcdef"), n), "x": rng.uniform(0, 1, n)})
+    wrong = frame["city"].isin(["c", "d"]).to_numpy() & (rng.random(n) < 0.9)
+    prediction = np.zeros(n, dtype=int)
+    target = pd.Series(np.where(wrong, 1, 0))
+    full = errortree.error_analysis(frame, target, prediction, "binary", max_depth=4)
+    for node in full.nodes:
+        assert sum(r.startswith("city in") for r in node.rules) <= 1, node.rules
+    table = cohort_table(frame, prediction.astype(float), "raw", target)
+    for node in full.nodes:  # a narrowed rule names exactly the node's levels, and its query its rows
+        levels = set(frame["city"][node.mask])
+        rule = next((r for r in node.rules if r.startswith("city in")), None)
+        if rule is not None:
+            assert set(rule.removeprefix("city in {").removesuffix("}").split(", ")) >= levels
+        np.testing.assert_array_equal(cohort_mask(table, node.query), node.mask, err_msg=node.label)
+    assert full.nodes[0].rules == ("city in {c, d}",)
+
+    monkeypatch.setattr(errortree, "FIT_ROWS", 2000)  # the splits from a sample, the counts from every row
+    sampled = errortree.error_analysis(frame, target, prediction, "binary", max_depth=4)
+    top = sampled.nodes[0]
+    assert top.rows == top.mask.sum() > 1000 and top.errors == int(wrong[top.mask].sum())
