@@ -232,7 +232,8 @@ def table_diff(ctx: context.Context, upload: Any, *, progress: Any = None) -> Di
     if list(other.frame.columns) != list(ctx.aligned.frame.columns):
         raise DataError("The second table does not have the first table's columns; upload a table with the same ones.")
     expl = ctx.explanation()
-    rows = max(len(expl), 1)
+    # a sample sized like the first view (never the whole second table in the page): labelled "N of M rows"
+    rows = ctx.explainer.sample_size(2 * loaders.settings().explain_budget_seconds)
     lazy = loaders.other_table(ctx.model_key, ctx.data_key, other_key, expl.output, rows, ctx.explainer, other.frame)
     result = lazy.get(progress).unwrap()
     second = result.for_class(ctx.class_label)

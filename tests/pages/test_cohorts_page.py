@@ -108,7 +108,7 @@ def test_a_second_table_drives_the_diff_and_the_shifted_column_comes_first(demo_
     assert drift["data"][0]["y"][-1] == "worst concave points" and arr(drift["data"][0]["x"])[-1] > 0.25
     table = next(d.value for d in at.dataframe if "input drift (PSI)" in d.value.columns)
     assert table["feature"].iloc[0] == "worst concave points" and table["beyond noise"].iloc[0]
-    assert abs(table.drop(index=0)["input drift (PSI)"]).max() < 0.01  # the other columns did not move
+    assert table.drop(index=0)["input drift (PSI)"].max() < 0.1  # the others did not move (below "moderate")
 
 
 def test_a_second_model_shows_where_the_two_disagree_with_both_waterfalls(demo_table):
