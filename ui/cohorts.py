@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.classes import class_index
 from core.cohorts.compare import EVERYONE, CohortComparison, cohort_mask
-from core.cohorts.diff import ExplanationDiff, common_rows, models_diff, tables_diff
+from core.cohorts.diff import ExplanationDiff, models_diff, tables_diff
 from core.cohorts.errortree import ErrorAnalysis
 from core.data.metrics import headline_metrics, metric_output, prediction_column
 from core.data.rows import example_query, rows_table
@@ -138,17 +138,16 @@ def add_node(analysis: ErrorAnalysis, node_id: int, table: pd.DataFrame) -> str:
     return problem or f"Added the cohort '{node.label}': compare it above."
 
 
+def view_key(ctx: context.Context, given: Inputs) -> tuple[object, ...]:
+    """What the group views' caches are keyed by: model, table, target, units, class and rows explained so far."""
+    return (ctx.model_key, ctx.data_key, state.get().target, given.expl.output, str(ctx.class_label), len(given.expl))
+
+
 def comparison(ctx: context.Context, given: Inputs) -> CohortComparison:
     """The session's cohorts compared (cached; typed errors raised)."""
-    app = state.get()
-    cohorts = tuple((c["name"], c["query"]) for c in app.cohorts)
+    cohorts = tuple((c["name"], c["query"]) for c in state.get().cohorts)
     return loaders.cohort_comparison(  # type: ignore[no-any-return]
-        ctx.model_key,
-        ctx.data_key,
-        app.target,
-        given.expl.output,
-        str(ctx.class_label),
-        len(given.expl),
+        view_key(ctx, given),
         cohorts,
         given.expl,
         given.table,
@@ -168,16 +167,10 @@ def pair(names: list[str]) -> tuple[str, str]:
 
 def analysis(ctx: context.Context, given: Inputs) -> ErrorAnalysis:
     """The error analysis of every row (cached; the table must have its target)."""
-    app = state.get()
     if ctx.aligned.target is None:
         raise DataError("Error analysis needs the target column: pick it in the sidebar or add it to the table.")
     return loaders.error_analysis(  # type: ignore[no-any-return]
-        ctx.model_key,
-        ctx.data_key,
-        app.target,
-        given.expl.output,
-        str(ctx.class_label),
-        len(given.expl),
+        view_key(ctx, given),
         ctx.aligned.frame,
         ctx.aligned.target,
         given.scores,
@@ -276,8 +269,7 @@ def model_diff(ctx: context.Context, upload: Any, *, progress: Any = None) -> Di
     if other.classes and label is not None:
         label = other.classes[class_index(other.classes, label)]
     second = job.result.for_class(label)
-    diff, rows = models_diff(ctx.explanation(), second, ctx.aligned.frame)
-    a, b = common_rows(ctx.explanation(), second)
+    diff, rows, (a, b) = models_diff(ctx.explanation(), second, ctx.aligned.frame)
     score_output = metric_output(ctx.model.outputs)
     first_scores = loaders.predictions(ctx.model_key, ctx.data_key, app.target, score_output, ctx.model, ctx.aligned)
     other_output = metric_output(other.outputs)

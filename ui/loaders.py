@@ -307,12 +307,7 @@ class Lazy:
 
 @st.cache_resource(show_spinner="Comparing the cohorts…", max_entries=32, ttl=TTL)
 def cohort_comparison(
-    model_digest: str,
-    data_digest: str,
-    target: str | None,
-    output: str,
-    class_key: str,
-    explained: int,
+    view: tuple[object, ...],
     cohorts: tuple[tuple[str, str], ...],
     _expl: Any,
     _table: pd.DataFrame,
@@ -320,7 +315,10 @@ def cohort_comparison(
     _scores: Any,
     _model: LoadedModel,
 ) -> Outcome:
-    """Named cohorts compared on the explained rows (counts, predictions and metrics on every row)."""
+    """Named cohorts compared on the explained rows (counts, predictions and metrics on every row).
+
+    ``view`` is the key of what the explanation shows (:func:`ui.cohorts.view_key`).
+    """
     from core.cohorts.compare import Cohort, compare_named
 
     named = [Cohort(name, query) for name, query in cohorts]
@@ -331,19 +329,17 @@ def cohort_comparison(
 
 @st.cache_resource(show_spinner="Finding where the model is wrong (every row)…", max_entries=16, ttl=TTL)
 def error_analysis(
-    model_digest: str,
-    data_digest: str,
-    target: str | None,
-    output: str,
-    class_key: str,
-    explained: int,
+    view: tuple[object, ...],
     _frame: pd.DataFrame,
     _target: pd.Series,
     _scores: Any,
     _model: LoadedModel,
     _expl: Any,
 ) -> Outcome:
-    """The error tree over every row of the table and the wrong-vs-right gap on the explained rows."""
+    """The error tree over every row of the table and the wrong-vs-right gap on the explained rows.
+
+    ``view`` is the key of what the explanation shows (:func:`ui.cohorts.view_key`).
+    """
     from core.cohorts.errortree import error_analysis as analyse
     from core.cohorts.errortree import predicted_values
 

@@ -241,9 +241,13 @@ def common_rows(first: Explanation, second: Explanation) -> tuple[Explanation, E
 
 def models_diff(
     first: Explanation, second: Explanation, table: pd.DataFrame, *, n_boot: int = 200, seed: int = 0
-) -> tuple[ExplanationDiff, pd.DataFrame]:
-    """Two models on one table, on the rows both explained: the diff and the rows they disagree on most."""
+) -> tuple[ExplanationDiff, pd.DataFrame, tuple[Explanation, Explanation]]:
+    """Two models on one table, on the rows both explained.
+
+    Returns the diff, the rows they disagree on most, and both explanations of those common rows
+    (:func:`common_rows`; e.g. for the two waterfalls of a row).
+    """
     a, b = common_rows(first, second)
     frame = table.iloc[np.asarray(a.row_ids, dtype=np.int64)].reset_index(drop=True)
     diff = explanation_diff(a, b, first_frame=frame, second_frame=frame, n_boot=n_boot, seed=seed)
-    return diff, disagreements(a, b, k=20)
+    return diff, disagreements(a, b, k=20), (a, b)

@@ -261,7 +261,9 @@ def test_a_second_table_is_explained_with_the_first_tables_explainer_and_diffed_
 
     a = explainer.explain(np.arange(0, 1500, 2))
     b = make_explainer(model, first, output="raw").explain(np.arange(0, 1500, 3))
-    same, rows = models_diff(a, b, first)  # the rows both explained: every 6th
+    same, rows, (common_a, common_b) = models_diff(a, b, first)  # the rows both explained: every 6th
+    np.testing.assert_array_equal(common_a.row_ids, np.arange(0, 1500, 6))
+    np.testing.assert_array_equal(common_b.row_ids, common_a.row_ids)
     assert same.rows == {"first": 250, "second": 250} and same.paired
     assert np.all(same.features["shift"] == 0) and np.all(rows["difference"] == 0)
 
