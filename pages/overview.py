@@ -35,6 +35,6 @@ if scores:
 elif aligned.target is None:
     st.caption("No target column: add one (or pick it in the sidebar) to see accuracy / ROC AUC or R² / MAE here.")
 
-units = ctx.explanation().units if model.is_classifier else (aligned.target_name or "model output")
+units = ctx.prediction_units()
 column = prediction_column(shown, model.classes, ctx.class_label)
 st.plotly_chart(prediction_figure(column, units, actual=aligned.target), key="predictions")

@@ -51,15 +51,10 @@ def search_table(ctx: context.Context, output: str) -> pd.DataFrame:
     """The row explorer's table of every row (row, prediction in the shown units, actual, inputs)."""
     keys = (ctx.model_key, ctx.data_key, state.get().target)
     shown = loaders.predictions(*keys, output, ctx.model, ctx.aligned).unwrap()
-    units = units_of(ctx)
+    units = ctx.prediction_units()
     return rows_table(
         ctx.aligned.frame, prediction_column(shown, ctx.model.classes, ctx.class_label), units, ctx.aligned.target
     )
-
-
-def units_of(ctx: context.Context) -> str:
-    """The name of the prediction's units: the class's probability / log-odds, or the target's name."""
-    return ctx.explanation().units if ctx.model.is_classifier else (ctx.aligned.target_name or "model output")
 
 
 def inputs(ctx: context.Context) -> Inputs:
@@ -67,7 +62,7 @@ def inputs(ctx: context.Context) -> Inputs:
     expl = ctx.explanation()
     keys = (ctx.model_key, ctx.data_key, state.get().target)
     scores = loaders.predictions(*keys, metric_output(ctx.model.outputs), ctx.model, ctx.aligned).unwrap()
-    return Inputs(search_table(ctx, expl.output), scores, expl, units_of(ctx))
+    return Inputs(search_table(ctx, expl.output), scores, expl, ctx.prediction_units())
 
 
 def add(name: str, query: str, table: pd.DataFrame) -> str | None:

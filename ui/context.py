@@ -58,6 +58,10 @@ class Context:
         """The selected class's explanation of every row explained so far."""
         return self.result.for_class(self.class_label, view=view)
 
+    def prediction_units(self) -> str:
+        """The name of the prediction's units: the class's probability / log-odds, or the target's name."""
+        return self.explanation().units if self.model.is_classifier else (self.aligned.target_name or "model output")
+
     @property
     def read_only(self) -> bool:
         """True for shared links (no uploads)."""
