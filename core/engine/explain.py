@@ -352,6 +352,7 @@ class Explainer:
         cancel: threading.Event | None = None,
         chunk_rows: int | None = None,
         parallel: int = 1,
+        on_chunk: Callable[[ExplainResult], None] | None = None,
     ) -> ExplainResult:
         """Explain rows for every class, in chunks, reporting ``progress(done, total)``.
 
@@ -362,6 +363,8 @@ class Explainer:
             chunk_rows: Rows per request (default: about half a second of work).
             parallel: Worker processes of the model to spread chunks over (remote models): with more than one,
                 helper workers run one thread each and the main worker stays free for single rows.
+            on_chunk: Called with each finished chunk's result (in completion order), so a caller keeps the rows
+                explained before a cancel or a failure.
         """
         ids = np.arange(self.n_rows) if rows is None else np.asarray(list(rows), dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.n_rows):
@@ -375,8 +378,10 @@ class Explainer:
         def run(index: int, worker: int) -> None:
             if cancel is not None and cancel.is_set():
                 raise CancelledError("Stopped: the explanation was cancelled.")
-            results[index] = self._explain_chunk(chunks[index], worker)
+            results[index] = part = self._explain_chunk(chunks[index], worker)
             with lock:
+                if on_chunk is not None:
+                    on_chunk(part)
                 done[0] += len(chunks[index])
                 if progress is not None:
                     progress(done[0], len(ids))

@@ -4,7 +4,8 @@
 explains a seeded sample sized to a time budget (pages label it "computed on N of M rows"), then
 :meth:`ExplainJob.start_refinement` explains the remaining rows in chunks on every core (extra workers of
 the model, or a Dask cluster) while :meth:`ExplainJob.row` answers clicks at once from the model's main
-worker. Progress (rows done, rate, ETA) and cancellation are thread-safe.
+worker. Progress (rows done, rate, ETA) and cancellation are thread-safe. A cancelled or failed pass keeps every
+row it finished (pages use them), and :meth:`ExplainJob.resume` explains only the rows still missing.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class ExplainJob:
         self._sample: ExplainResult | None = None
         self._full: ExplainResult | None = None
         self._rows: dict[int, ExplainResult] = {}
+        self._pieces: list[ExplainResult] = []  # chunks the running pass has finished
         self._state, self._done, self._error = "pending", 0, ""
         self._started = self._refine_started = 0.0
         self._thread: threading.Thread | None = None
@@ -157,37 +159,66 @@ class ExplainJob:
             self._thread.start()
             return True
 
+    def resume(self) -> bool:
+        """Explain, in the background, the rows a cancelled or failed pass left; False when there are none."""
+        with self._lock:
+            if self._state not in ("cancelled", "failed") or self._sample is None or self._full is not None:
+                return False
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            self._cancel, self._thread, self._error = threading.Event(), None, ""
+            return self.start_refinement()
+
     def _progress(self, done: int, total: int) -> None:
         with self._lock:
             self._done = (len(self._sample) if self._sample is not None else 0) + done
 
+    def _finished_chunk(self, part: ExplainResult) -> None:
+        with self._lock:
+            self._pieces.append(part)
+
+    def _keep_finished(self) -> None:
+        """Fold the chunks a stopped pass finished into the rows pages use (caller holds the lock)."""
+        assert self._sample is not None
+        for part in self._pieces:
+            self._sample = self._sample.concat(part)
+        self._pieces, self._done = [], len(self._sample)
+
     def _refine(self) -> None:
         assert self._sample is not None
         remaining = self.explainer.remaining_after(self._sample)
+        cancel = self._cancel
         try:
             if self.refiner is not None:
-                rest = self.refiner(remaining, self._progress, self._cancel)
+                rest = self.refiner(remaining, self._progress, cancel)
             else:
                 rest = self.explainer.explain_all(
-                    remaining, progress=self._progress, cancel=self._cancel, parallel=self.parallel
+                    remaining,
+                    progress=self._progress,
+                    cancel=cancel,
+                    parallel=self.parallel,
+                    on_chunk=self._finished_chunk,
                 )
             full = self._sample.concat(rest).sorted_by_row()
             with self._lock:
-                self._full, self._state, self._done = full, "done", full.total_rows
+                self._full, self._state, self._done, self._pieces = full, "done", full.total_rows, []
         except CancelledError:
             with self._lock:
+                self._keep_finished()
                 self._state = "cancelled"
         except ModelLensError as exc:
             log.warning("refinement failed: %s", exc)
             with self._lock:
+                self._keep_finished()
                 self._state, self._error = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - the thread must report, never die silently
             log.exception("refinement crashed")
             with self._lock:
+                self._keep_finished()
                 self._state, self._error = "failed", f"The full-table explanation stopped ({type(exc).__name__})."
 
     def cancel(self) -> None:
-        """Stop the refinement after its current chunk (the sample stays available)."""
+        """Stop the refinement after its current chunk; every finished row stays (see :meth:`resume`)."""
         self._cancel.set()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -75,6 +75,52 @@ def test_job_samples_then_refines_to_every_row(forest):
     assert "of 600 rows" in describe_eta(status)
 
 
+class _CancelsAfter(ExplainJob):
+    """A real job that presses Cancel itself once ``rows`` rows of its pass are done (a user's click, on cue)."""
+
+    def __init__(self, explainer, rows: int):
+        super().__init__(explainer, budget_seconds=1e-6, parallel=1)
+        self.rows = rows
+
+    def _progress(self, done: int, total: int) -> None:
+        super()._progress(done, total)
+        if done >= self.rows:
+            self.cancel()
+
+
+def test_cancel_keeps_every_finished_row_and_resume_explains_the_rest_once(forest):
+    model, X = forest
+    explainer = make_explainer(model, X)
+    explainer._seconds_per_row = 0.5 / 50  # chunks of 50 rows
+    asked: list[int] = []
+    explain_all = explainer.explain_all
+
+    def counting(rows=None, **kwargs):
+        asked.append(len(rows))
+        return explain_all(rows, **kwargs)
+
+    explainer.explain_all = counting
+    job = _CancelsAfter(explainer, rows=100)
+    sample = job.run_sample()
+    assert job.start_refinement() and job.wait(120)
+    status = job.status()
+    kept = job.result
+    assert status.state == "cancelled" and kept is not None
+    assert len(kept) == status.done == len(sample) + 100  # two chunks finished before the cancel took effect
+    assert len(set(kept.row_ids.tolist())) == len(kept)
+    np.testing.assert_allclose(
+        kept.for_class(1).prediction, model.predict_proba(X.iloc[kept.row_ids])[:, 1], atol=1e-12
+    )
+
+    job.rows = 10**9
+    assert job.resume() and job.wait(120)
+    assert job.status().state == "done" and not job.resume()
+    assert asked[-2:] == [600 - len(sample), 600 - len(sample) - 100]  # the second pass asked only for what was missing
+    full = job.result
+    assert full is not None and list(full.row_ids) == list(range(600))
+    np.testing.assert_allclose(full.for_class(1).prediction, model.predict_proba(X)[:, 1], atol=1e-12)
+
+
 def test_job_answers_a_row_outside_the_sample(forest):
     model, X = forest
     job = ExplainJob(make_explainer(model, X), budget_seconds=1e-6, parallel=1)
