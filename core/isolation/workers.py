@@ -42,6 +42,7 @@ __all__ = ["ModelWorker", "WorkerPool", "close_default_pool", "default_pool"]
 
 log = logging.getLogger(__name__)
 
+_WORKER_COMMAND = [sys.executable, "-m", "core.worker.main"]
 _ENV_KEEP = ("LANG", "LC_ALL", "TZ", "NUMBA_CACHE_DIR", "MODELLENS_LOG_LEVEL", "MODELLENS_ALLOW_UNSANDBOXED")
 _SIGNALS = {
     signal.SIGSEGV: "crashed in native code (segmentation fault)",
@@ -99,7 +100,7 @@ class ModelWorker:
         spawns: str | None = None,
     ):
         self.settings = settings or Settings.from_env()
-        self.command = command or [sys.executable, "-m", "core.worker.main"]
+        self.command = command or _WORKER_COMMAND
         self.label = label
         self.spawns = spawns
         self.scratch: Path | None = None
@@ -109,6 +110,7 @@ class ModelWorker:
         self.last_used = time.monotonic()
         self.lock = threading.RLock()
         self.busy = False
+        self.spare = False  # a pool's spare: started ahead, never evicts anyone to start
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -126,6 +128,8 @@ class ModelWorker:
         with self.lock:
             if self.alive:
                 return
+            if self.pool is not None and not self.spare and self._adopt(self.pool.take_spare(self)):
+                return
             self._remove_scratch()
             self.scratch = Path(tempfile.mkdtemp(prefix="modellens-worker-"))
             read, execute = _runtime_trees(self.spawns) if self.spawns else ((), ())
@@ -142,6 +146,23 @@ class ModelWorker:
             self.info = self._receive(time.monotonic() + timeout)
             log.info("worker %s started (pid %s), sandbox %s", self.label, self.proc.pid, self.info.get("sandbox"))
             self._require_sandbox()
+
+    def _adopt(self, spare: ModelWorker | None) -> bool:
+        """Take over a started spare's process and scratch directory (it has no model yet); False without one."""
+        if spare is None:
+            return False
+        with spare.lock:
+            proc, scratch, info = spare.proc, spare.scratch, spare.info
+            spare.proc, spare.scratch = None, None
+        if proc is None or proc.poll() is not None:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return False
+        self._remove_scratch()
+        self.proc, self.scratch, self.info = proc, scratch, info
+        self.last_used = time.monotonic()
+        log.info("worker %s took over a spare worker (pid %s)", self.label, proc.pid)
+        return True
 
     def _require_sandbox(self) -> None:
         report = self.info.get("sandbox") or {}
@@ -331,6 +352,10 @@ class WorkerPool:
     (:meth:`admission`, first come first served); the least recently used idle workers are stopped to make
     room, and when every worker is busy for ``settings.worker_wait_seconds`` the request fails with a
     sentence that says so.
+
+    The pool keeps ``settings.spare_workers`` (0 or 1) worker started ahead: libraries imported and sandbox
+    on, with no model. A worker of this Python about to start takes it over instead (a worker's start costs
+    seconds of CPU), and a new spare starts in the background when there is room without stopping anyone.
     """
 
     instances: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
@@ -344,6 +369,50 @@ class WorkerPool:
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, args=(reap_every,), daemon=True, name="worker-reaper")
         self._reaper.start()
+        self._spare: ModelWorker | None = None
+        self._spare_ready = threading.Event()  # set when no spare is being started
+        self._spare_ready.set()
+        self.refill_spare()
+
+    # -- the spare ------------------------------------------------------------------------------------
+    def refill_spare(self) -> bool:
+        """Start a spare worker in the background if the settings ask for one and there is room; True if started."""
+        if self.settings.spare_workers < 1 or self._stop.is_set():
+            return False
+        with self._lock:
+            if self._spare is not None or not self._spare_ready.is_set():
+                return False
+            self._spare_ready.clear()
+        threading.Thread(target=self._start_spare, daemon=True, name="spare-worker").start()
+        return True
+
+    def _start_spare(self) -> None:
+        spare = ModelWorker(self.settings, label="spare")
+        spare.pool, spare.spare = self, True
+        kept = False
+        try:
+            spare.start()
+            with self._lock:
+                if not self._stop.is_set():
+                    self._spare, kept = spare, True
+        except errors.ModelLensError as exc:
+            log.info("no spare worker: %s", exc)
+        finally:
+            if not kept:
+                spare.close()
+            self._spare_ready.set()
+
+    def take_spare(self, taker: ModelWorker) -> ModelWorker | None:
+        """The started spare for a worker of this pool's Python and settings (waiting for one being started)."""
+        if taker.settings != self.settings or taker.command != _WORKER_COMMAND or taker.spawns:
+            return None
+        self._spare_ready.wait(taker.settings.worker_wait_seconds)
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is None or not spare.alive:
+            return None
+        self.refill_spare()
+        return spare
 
     def get(self, key: tuple[str, ...], factory: Callable[[], ModelWorker], index: int = 0) -> ModelWorker:
         """The ``index``-th worker for key, created with factory when missing."""
@@ -364,6 +433,8 @@ class WorkerPool:
         """
         deadline = time.monotonic() + self.settings.worker_wait_seconds
         with self._admission:
+            if newcomer.spare and not self._room_for(newcomer):  # a spare never stops anyone, nor waits
+                raise errors.WorkerError("No room for a spare worker.")
             while not self._room_for(newcomer):
                 if self._evict_one(newcomer):
                     continue
@@ -376,7 +447,7 @@ class WorkerPool:
             yield
 
     def _room_for(self, newcomer: ModelWorker) -> bool:
-        alive = [w for w in self.workers() if w is not newcomer and w.alive]
+        alive = [w for w in self._all_workers() if w is not newcomer and w.alive]
         if not alive:
             return True
         budget = self.settings.workers_memory_mb * 1024**2
@@ -384,6 +455,12 @@ class WorkerPool:
 
     def _evict_one(self, newcomer: ModelWorker) -> bool:
         """Stop the least recently used idle worker; False when every other worker is busy."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None and spare is not newcomer and spare.alive:
+            log.info("stopping the spare worker to make room")
+            spare.close()
+            return True
         candidates = [w for w in self.workers() if w is not newcomer and w.alive and not w.busy]
         for worker in sorted(candidates, key=lambda w: w.last_used):
             if worker.lock.acquire(blocking=False):
@@ -401,6 +478,11 @@ class WorkerPool:
             if key is not None:
                 return list(self._workers.get(key, []))
             return [w for group in self._workers.values() for w in group]
+
+    def _all_workers(self) -> list[ModelWorker]:
+        with self._lock:
+            spare = [self._spare] if self._spare is not None else []
+        return [*self.workers(), *spare]
 
     def reap(self, now: float | None = None) -> int:
         """Stop idle workers; returns how many were stopped."""
@@ -423,10 +505,11 @@ class WorkerPool:
     def close(self) -> None:
         """Stop every worker and the reaper."""
         self._stop.set()
-        for worker in self.workers():
+        for worker in self._all_workers():
             worker.close()
         with self._lock:
             self._workers.clear()
+            self._spare = None
 
 
 _DEFAULT: WorkerPool | None = None

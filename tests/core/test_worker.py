@@ -154,3 +154,48 @@ def test_when_every_worker_is_busy_a_new_model_waits_then_says_so():
         np.testing.assert_array_equal(fine.predict(FRAME, "raw")[:, 0], [4.0, 6.0])
     finally:
         pool.close()
+
+
+def _spare_pid(pool) -> int | None:
+    assert pool._spare_ready.wait(120)
+    spare = pool._spare
+    return spare.proc.pid if spare is not None and spare.alive else None
+
+
+def test_a_spare_worker_started_ahead_takes_the_next_model_and_is_replaced():
+    settings = dataclasses.replace(Settings.from_env(), spare_workers=1, max_workers=2)
+    pool = WorkerPool(settings)
+    try:
+        ahead = _spare_pid(pool)
+        assert ahead is not None and not pool.workers()  # started before any model asked
+        model = _tagged(1, pool, settings)
+        worker = model.handle.worker()
+        assert worker.proc.pid == ahead and worker.alive  # the model went into the process started ahead
+        if not settings.allow_unsandboxed:  # its sandbox report came along with it
+            assert worker.sandbox and worker.sandbox["active"]
+        np.testing.assert_array_equal(model.predict(FRAME, "raw")[:, 0], [4.0, 6.0])
+        replacement = _spare_pid(pool)
+        assert replacement is not None and replacement != ahead  # a new spare for the next model
+        assert _alive(pool) == 1
+        # the budget (2) counts the spare: a worker that cannot take it over (other limits) stops the spare to
+        # make room, never the first model's worker, and no spare comes back where there is no room
+        other = dataclasses.replace(settings, worker_cpu_seconds=settings.worker_cpu_seconds - 1)
+        second = _tagged(2, pool, other)
+        assert second.handle.worker().proc.pid != replacement
+        assert _spare_pid(pool) is None and model.handle.worker_alive() and _alive(pool) == 2
+        np.testing.assert_array_equal(second.predict(FRAME, "raw")[:, 0], [4.0, 6.0])
+    finally:
+        pool.close()
+    assert _spare_pid(pool) is None and _alive(pool) == 0
+
+
+def test_a_spare_never_stops_a_model_worker_to_start():
+    settings = dataclasses.replace(Settings.from_env(), spare_workers=1, max_workers=1)
+    pool = WorkerPool(settings)
+    try:
+        ahead = _spare_pid(pool)
+        model = _tagged(1, pool, settings)
+        assert model.handle.worker().proc.pid == ahead
+        assert _spare_pid(pool) is None and model.handle.worker_alive()  # the budget is full: no spare
+    finally:
+        pool.close()
