@@ -15,8 +15,8 @@ st.subheader("Share link")
 if ctx.read_only:
     st.info("This is a shared view: it can be viewed and exported, not re-shared.", icon=":material/visibility:")
 else:
+    title = share.title_input(ctx)
     with st.form("share_form"):
-        title = st.text_input("Title", value=ctx.source.label, max_chars=200)
         days = st.number_input("Valid for (days)", 1, 365, loaders.settings().share_days)
         if st.form_submit_button("Create link", type="primary", icon=":material/share:"):
             with render.guard():
@@ -42,8 +42,9 @@ st.caption(
 )
 choices = sorted({*app.pinned, *([app.row] if app.row is not None else [])})
 rows = st.multiselect("Rows in the report", choices, default=choices, help="Pin rows in the row explorer.")
-groups = repr((app.report_parts, app.cohorts, app.cohort_pair))  # pinned group views: cohorts, errors, diff
-report_key = (ctx.model_key, ctx.data_key, str(ctx.class_label), expl.output, tuple(rows), repr(app.scenarios), groups)
+title = share.view_title(ctx)  # typed above (even unsubmitted), else a share's own title or the files' names
+groups = (app.report_parts, app.cohorts, app.cohort_pair)  # pinned group views: cohorts, errors, diff
+report_key = repr((ctx.model_key, ctx.data_key, ctx.class_label, expl.output, rows, app.scenarios, groups, title))
 if st.button("Build report", icon=":material/description:"):
     with render.guard(), st.spinner("Building the report…"):
         pinned = [ctx.job.row(r).for_class(ctx.class_label).row(0) for r in rows]
@@ -56,7 +57,7 @@ if st.button("Build report", icon=":material/description:"):
                 rows=pinned,
                 scenarios=whatif.scenario_views(ctx),
                 groups=cohorts.report_sections(ctx),
-                title=ctx.source.label,
+                title=title,
                 notes=list(ctx.model.notices),
             ),
         )

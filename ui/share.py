@@ -36,6 +36,26 @@ def link(record: ShareRecord, *, page: str = "", row: int | None = None, class_l
     return base_url() + "?" + urlencode(params)
 
 
+def view_title(ctx: Context) -> str:
+    """The title of this view's share links and report: the one the user typed, else the source's label.
+
+    A shared view keeps its share's title (its source's label); typed titles belong to one model and table.
+    """
+    typed = "" if ctx.read_only else state.get().titles.get(f"{ctx.model_key}:{ctx.data_key}", "")
+    return typed or ctx.source.label
+
+
+def title_input(ctx: Context) -> str:
+    """The title field of the Share & export page (outside the share form, so the report sees it unsubmitted)."""
+    typed = st.text_input("Title", value=view_title(ctx), max_chars=200, help="Names the share link and the report.")
+    titles, key = state.get().titles, f"{ctx.model_key}:{ctx.data_key}"
+    if typed.strip() and typed != ctx.source.label:
+        titles[key] = typed
+    else:
+        titles.pop(key, None)
+    return view_title(ctx)
+
+
 def create(ctx: Context, *, title: str = "", days: float | None = None) -> ShareRecord:
     """Save model, table, settings and the explanations computed so far; return the share's record."""
     app = state.get()
@@ -58,7 +78,7 @@ def create(ctx: Context, *, title: str = "", days: float | None = None) -> Share
         data_name=ctx.source.data_name,
         settings=settings,
         result=result.to_bytes() if result is not None else None,
-        title=title or ctx.source.label,
+        title=title or view_title(ctx),
         owner=auth.current_user(),
         days=days,
     )

@@ -52,11 +52,12 @@ class AppState:
     start_page: str | None = None
     scenarios: list[dict[str, Any]] = field(default_factory=list)  # pinned what-ifs: {"row", "changes", "class"}
     share_link: str | None = None  # the last link this session created (shown until a new one)
-    report: tuple[tuple[object, ...], str] | None = None  # (what it shows, the HTML): survives reruns
+    report: tuple[object, str] | None = None  # (what it shows, the HTML): survives reruns
     cohorts: list[dict[str, str]] = field(default_factory=list)  # named cohorts: {"name", "query"}
     report_parts: list[str] = field(default_factory=list)  # group views pinned for the report (REPORT_PARTS)
     cohort_pair: tuple[str, str] | None = None  # the two cohorts whose difference is drawn (first, second)
     uploads: dict[str, Any] = field(default_factory=dict)  # uploader key -> its file (see :func:`uploaded`)
+    titles: dict[str, str] = field(default_factory=dict)  # "model:data" digests -> the title typed for them
 
 
 def parse_cohort_param(text: str) -> dict[str, str] | None:
