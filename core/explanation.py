@@ -15,9 +15,17 @@ import pandas as pd
 
 from core.errors import ExplanationError
 
-__all__ = ["OUTPUT_LABELS", "Explanation", "RowExplanation", "check_additivity"]
+__all__ = ["OUTPUT_LABELS", "Explanation", "RowExplanation", "check_additivity", "units_name"]
 
 OUTPUT_LABELS = {"probability": "probability", "log-odds": "log-odds", "raw": "model output"}
+
+
+def units_name(output: str, class_label: Any = None) -> str:
+    """Human name of output units for a class, e.g. ``probability of 'yes'``."""
+    label = OUTPUT_LABELS[output]
+    return f"{label} of {class_label!r}" if class_label is not None else label
+
+
 ADDITIVITY_RTOL = 1e-6
 
 
@@ -132,8 +140,7 @@ class Explanation:
     @property
     def units(self) -> str:
         """Human name of the output units, e.g. ``probability of 'yes'``."""
-        label = OUTPUT_LABELS[self.output]
-        return f"{label} of {self.class_label!r}" if self.class_label is not None else label
+        return units_name(self.output, self.class_label)
 
     def position_of(self, row_id: int) -> int | None:
         """Position in this explanation of a row id of the uploaded table, or None if not explained."""

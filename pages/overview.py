@@ -6,9 +6,9 @@ from ui import context, loaders, render, state
 
 st.title("Overview")
 with render.guard():
-    ctx = context.current()
+    ctx = context.current(wait=False)  # drawn before any row is explained; the job starts at the end
     keys = (ctx.model_key, ctx.data_key, state.get().target)
-    shown_output = ctx.explanation().output
+    shown_output = ctx.explainer.output
     predictions = loaders.predictions(*keys, metric_output(ctx.model.outputs), ctx.model, ctx.aligned).unwrap()
     shown = loaders.predictions(*keys, shown_output, ctx.model, ctx.aligned).unwrap()
 model, aligned = ctx.model, ctx.aligned
@@ -38,3 +38,4 @@ elif aligned.target is None:
 units = ctx.prediction_units()
 column = prediction_column(shown, model.classes, ctx.class_label)
 st.plotly_chart(prediction_figure(column, units, actual=aligned.target), key="predictions")
+ctx.job.start()  # the first sample and then every row, in the background, for the pages that draw SHAP values

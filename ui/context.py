@@ -49,18 +49,21 @@ class Context:
     aligned: Aligned
     explainer: Explainer
     job: ExplainJob
-    result: ExplainResult
+    result: ExplainResult | None  # None only from ``current(wait=False)`` before the first sample is ready
     class_label: Any
     model_key: str
     data_key: str
 
     def explanation(self, view: str = "raw") -> Explanation:
-        """The selected class's explanation of every row explained so far."""
-        return self.result.for_class(self.class_label, view=view)
+        """The selected class's explanation of every row explained so far (waits for the first sample)."""
+        result = self.result if self.result is not None else self.job.run_sample()
+        return result.for_class(self.class_label, view=view)
 
     def prediction_units(self) -> str:
         """The name of the prediction's units: the class's probability / log-odds, or the target's name."""
-        return self.explanation().units if self.model.is_classifier else (self.aligned.target_name or "model output")
+        if not self.model.is_classifier:
+            return self.aligned.target_name or "model output"
+        return self.explainer.units(self.class_label)
 
     @property
     def read_only(self) -> bool:
@@ -110,8 +113,12 @@ def model_and_table() -> tuple[Source, LoadedModel, Aligned, str, str]:
     return src, model, aligned, model.sha256, data_key
 
 
-def current(*, progress: Any = None) -> Context:
-    """The full context; explains the first sample if it is not ready (reporting to ``progress``)."""
+def current(*, progress: Any = None, wait: bool = True) -> Context:
+    """The full context; explains the first sample if it is not ready (reporting to ``progress``).
+
+    With ``wait=False`` (a page that draws no SHAP values, the Overview) nothing is explained here: the context
+    carries whatever result is ready (maybe None) and the page starts the job in the background when it has drawn.
+    """
     src, model, aligned, model_key, data_key = model_and_table()
     app = state.get()
     output = app.output if app.output in model.outputs else "auto"
@@ -124,10 +131,10 @@ def current(*, progress: Any = None) -> Context:
     batch = loaders.batch_result(model_key, data_key, aligned, model.task).value
     if batch is not None and batch.output == explainer.output and _same_class(batch, model, app.class_label):
         job.adopt(batch, refine=False)
-    job.run_sample(progress=progress)
-    job.start_refinement()
+    if wait:
+        job.run_sample(progress=progress)
+        job.start_refinement()
     result = job.result
-    assert result is not None
     label = app.class_label
     if model.classes and label is not None and not any(str(c) == str(label) for c in model.classes):
         label = None

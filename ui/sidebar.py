@@ -51,14 +51,15 @@ def render_sidebar(*, page: str = "") -> None:
         ctx = context.current(
             progress=lambda done, total: bar.progress(
                 done / max(total, 1), f"Explaining a first sample: {done:,}/{total:,} rows"
-            )
+            ),
+            wait=page != "",  # the Overview draws before any row is explained, then starts the job
         )
     except ModelLensError:
         bar.empty()
         st.caption(":material/error: Not explained: the reason is on the page.")
         return
     bar.empty()
-    st.caption(f"Method: {render.md(ctx.result.method)}")
+    st.caption(f"Method: {render.md(ctx.explainer.method)}")
     _progress(ctx.job)
     if not ctx.read_only:
         if not loaders.settings().read_only:  # a read-only server takes no uploads, not even a second one

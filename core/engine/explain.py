@@ -22,7 +22,7 @@ import pandas as pd
 from core.classes import class_index, complement, output_column
 from core.data.alignment import Aligned
 from core.errors import CancelledError, EngineMissing, ExplanationError
-from core.explanation import Explanation
+from core.explanation import Explanation, units_name
 
 __all__ = ["ExplainResult", "Explainer", "explainer_background", "make_explainer", "sample_order"]
 
@@ -458,6 +458,10 @@ class Explainer:
         """A seeded random sample sized to the budget: the first global view (labelled N of M rows)."""
         n = self.sample_size(budget_seconds)
         return self.explain_all(sample_order(self.n_rows, self.seed)[:n], progress=progress)
+
+    def units(self, label: Any = None) -> str:
+        """The units one class's explanations will name (e.g. ``log-odds of 'yes'``), before any row is explained."""
+        return units_name(self.output, None if self.classes is None else self.classes[class_index(self.classes, label)])
 
     def remaining_after(self, result: ExplainResult) -> np.ndarray:
         """Row ids not yet in result, in sample order (what a background refinement explains next)."""

@@ -76,7 +76,8 @@ class ExplainJob:
         self.budget_seconds = budget_seconds
         self.parallel = parallel or max(1, os.cpu_count() or 1)
         self.refiner = refiner
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # state; never held while explaining, so status() answers at once
+        self._sampling = threading.Lock()  # one first sample at a time
         self._cancel = threading.Event()
         self._sample: ExplainResult | None = None
         self._full: ExplainResult | None = None
@@ -85,6 +86,7 @@ class ExplainJob:
         self._state, self._done, self._error = "pending", 0, ""
         self._started = self._refine_started = 0.0
         self._thread: threading.Thread | None = None
+        self._background: threading.Thread | None = None
         self._final = False
 
     # -- results --------------------------------------------------------------------------------------
@@ -115,21 +117,49 @@ class ExplainJob:
         Raises:
             ModelLensError: Whatever stopped the explanation (worker crash, bad units, ...).
         """
-        with self._lock:
-            if self._sample is not None:
-                return self._sample
-            self._state, self._started = "sampling", time.monotonic()
+        with self._sampling:
+            with self._lock:
+                if self._sample is not None:
+                    return self._sample
+                self._state, self._started = "sampling", time.monotonic()
             try:
                 sample = self.explainer.explain_sample(self.budget_seconds, progress=progress)
             except ModelLensError as exc:
-                self._state, self._error = "failed", str(exc)
+                with self._lock:
+                    self._state, self._error = "failed", str(exc)
                 raise
-            self._sample, self._done = sample, len(sample)
-            if len(sample) >= self.explainer.n_rows:
-                self._full, self._state = sample.sorted_by_row(), "done"
-            else:
-                self._state = "sampled"
+            with self._lock:
+                self._sample, self._done = sample, len(sample)
+                if len(sample) >= self.explainer.n_rows:
+                    self._full, self._state = sample.sorted_by_row(), "done"
+                else:
+                    self._state = "sampled"
             return sample
+
+    def start(self) -> bool:
+        """Explain the first sample, then every row, all in the background; False when already under way.
+
+        A page that draws no SHAP values yet (the Overview) calls this after drawing, so its first chart never
+        waits for an explanation, and the pages that do find the sample ready or nearly.
+        """
+        with self._lock:
+            if self._sample is not None or self._state != "pending" or self._background is not None:
+                return False
+            self._background = threading.Thread(target=self._sample_then_refine, daemon=True, name="explain-sample")
+            self._background.start()
+            return True
+
+    def _sample_then_refine(self) -> None:
+        try:
+            self.run_sample()
+        except ModelLensError:
+            return  # the state says failed, with the sentence; the next page that needs the sample tries again
+        except Exception as exc:  # noqa: BLE001 - the thread must report, never die silently
+            log.exception("first sample crashed")
+            with self._lock:
+                self._state, self._error = "failed", f"The first explanation stopped ({type(exc).__name__})."
+            return
+        self.start_refinement()
 
     def adopt(self, result: ExplainResult, *, refine: bool = True) -> None:
         """Start from a saved result (a share link, a batch run): shown at once, never recomputed.
@@ -139,7 +169,7 @@ class ExplainJob:
             refine: False when the result is all there will be (a batch run's sample of a huge table: its
                 rows hold one class, every row is already in the run's folder, and nothing is re-explained).
         """
-        with self._lock:
+        with self._sampling, self._lock:
             if self._sample is not None:
                 return
             self._final = not refine

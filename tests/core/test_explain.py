@@ -173,3 +173,17 @@ def test_a_pipeline_explained_without_a_fold_plan_has_no_model_importance_and_no
     assert core.make_explainer(model, aligned, output="probability").importances() == {}
     folded = core.make_explainer(model, aligned, output="log-odds").importances()
     assert folded["model"]["values"].shape == (2,)  # |coef| x spread, summed onto the two raw columns
+
+
+def test_start_explains_the_sample_then_every_row_in_the_background(forest):
+    model, X = forest
+    explainer = make_explainer(model, X)
+    job = ExplainJob(explainer, budget_seconds=1e-6, parallel=1)
+    assert job.result is None and job.status().state == "pending"
+    assert job.start() and not job.start()
+    job._background.join(120)
+    assert job.wait(120)
+    full = job.result
+    assert job.status().state == "done" and full is not None and list(full.row_ids) == list(range(600))
+    for label in (0, 1):  # the units a page names before any row is explained are the explanation's own
+        assert explainer.units(label) == full.for_class(label).units
