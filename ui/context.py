@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import streamlit as st
+
 from core.classes import default_class
 from core.data.alignment import Aligned
 from core.data.demo import DEMOS
@@ -107,7 +109,16 @@ def model_and_table() -> tuple[Source, LoadedModel, Aligned, str, str]:
     """Load the model (in its worker) and the table, and align them."""
     src = source()
     model_key, data_key = loaders.digest(src.model_bytes), loaders.digest(src.data_bytes)
-    model = loaders.model(model_key, src.model_name, loaders.settings().trust_pickles, src.model_bytes).unwrap()
+    queue, notice = loaders.worker_pool().queue(), st.empty()
+    if queue:  # shown while this run waits for a worker, gone once the model is loaded
+        notice.info(
+            f"Every model worker of this server is busy: {queue} request(s) wait before yours, so yours is number "
+            f"{queue + 1}. Your model loads as soon as a worker is free."
+        )
+    try:
+        model = loaders.model(model_key, src.model_name, loaders.settings().trust_pickles, src.model_bytes).unwrap()
+    finally:
+        notice.empty()
     table = loaders.table(data_key, src.data_name, src.data_bytes).unwrap()
     aligned = loaders.aligned(model.sha256, data_key, state.get().target, model, table).unwrap()
     return src, model, aligned, model.sha256, data_key

@@ -366,6 +366,7 @@ class WorkerPool:
         self._workers: dict[tuple[str, ...], list[ModelWorker]] = {}
         self._lock = threading.Lock()
         self._admission = threading.Lock()
+        self._waiting = 0  # worker starts waiting for admission
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, args=(reap_every,), daemon=True, name="worker-reaper")
         self._reaper.start()
@@ -432,19 +433,45 @@ class WorkerPool:
             WorkerError: Every worker stayed busy for ``settings.worker_wait_seconds``.
         """
         deadline = time.monotonic() + self.settings.worker_wait_seconds
-        with self._admission:
-            if newcomer.spare and not self._room_for(newcomer):  # a spare never stops anyone, nor waits
-                raise errors.WorkerError("No room for a spare worker.")
-            while not self._room_for(newcomer):
-                if self._evict_one(newcomer):
-                    continue
-                if time.monotonic() > deadline:
-                    raise errors.WorkerError(
-                        f"Every model worker of this server is busy (at most {self.settings.max_workers} processes, "
-                        f"{self.settings.workers_memory_mb} MB together); try again in a minute."
-                    )
-                time.sleep(0.2)
-            yield
+        if newcomer.spare:
+            with self._admission:
+                if not self._room_for(newcomer):  # a spare never stops anyone, nor waits
+                    raise errors.WorkerError("No room for a spare worker.")
+                yield
+            return
+        admitted = False
+        with self._lock:
+            self._waiting += 1
+        try:
+            with self._admission:
+                while not self._room_for(newcomer):
+                    if self._evict_one(newcomer):
+                        continue
+                    if time.monotonic() > deadline:
+                        raise errors.WorkerError(
+                            f"Every model worker of this server is busy (at most {self.settings.max_workers} "
+                            f"processes, {self.settings.workers_memory_mb} MB together); try again in a minute."
+                        )
+                    time.sleep(0.2)
+                with self._lock:
+                    self._waiting -= 1
+                admitted = True
+                yield
+        finally:
+            if not admitted:
+                with self._lock:
+                    self._waiting -= 1
+
+    def queue(self) -> int:
+        """Worker starts waiting for room right now; 0 when a new worker could start at once.
+
+        A page shows it ("you are number N") before asking for a worker, so a full server says why it waits.
+        """
+        alive = [w for w in self._all_workers() if w.alive]
+        if self._room_for(ModelWorker(self.settings)) or any(not w.busy for w in alive):
+            return 0
+        with self._lock:
+            return self._waiting
 
     def _room_for(self, newcomer: ModelWorker) -> bool:
         alive = [w for w in self._all_workers() if w is not newcomer and w.alive]

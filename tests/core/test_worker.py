@@ -146,8 +146,24 @@ def test_when_every_worker_is_busy_a_new_model_waits_then_says_so():
         busy.start()
         while not worker.busy:
             time.sleep(0.05)
-        with pytest.raises(WorkerError, match="Every model worker of this server is busy"):
-            _tagged(7, pool, settings)
+        assert pool.queue() == 0  # full, but nobody waits yet
+        refused: list[Exception] = []
+
+        def wait_in_line() -> None:
+            try:
+                _tagged(7, pool, settings)
+            except WorkerError as exc:
+                refused.append(exc)
+
+        waiting = threading.Thread(target=wait_in_line)
+        waiting.start()
+        seen = set()
+        while waiting.is_alive():
+            seen.add(pool.queue())
+            time.sleep(0.02)
+        assert 1 in seen  # the page can say "you are number 1" while it waits
+        assert len(refused) == 1 and "Every model worker of this server is busy" in str(refused[0])
+        assert pool.queue() == 0
         busy.join()
         assert errors_seen and "did not answer in time" in str(errors_seen[0])
         fine = _tagged(7, pool, settings)  # room again once the stuck request was stopped
