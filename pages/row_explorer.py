@@ -1,15 +1,16 @@
 import numpy as np
 import streamlit as st
 
-from core.data.rows import PAGE_SIZE, example_query, page_of, search_rows
+from core.data.rows import example_query, search_rows
 from core.present.figures import force_figure, waterfall_figure
 from core.present.narrative import summarize
-from ui import cohorts, context, render, selection, state, whatif
+from ui import cohorts, context, pinned, render, selection, state, whatif
 
 st.title("Row explorer")
 with render.guard():
     ctx = context.current()
-    table = cohorts.search_table(ctx, ctx.explanation().output)
+    table_output = ctx.explanation().output
+    table = cohorts.search_table(ctx, table_output)
 app = state.get()
 query = st.text_input(
     "Search rows",
@@ -27,26 +28,27 @@ elif query.strip() and not ctx.read_only:
         if st.button("Save", key="save_cohort"):
             problem = cohorts.add(name, query, table)
             st.write(render.md(problem or f"Saved: compare '{name}' on the Cohorts & errors page."))
-pages = max(1, -(-len(found) // PAGE_SIZE))
-page = st.number_input(f"Page (of {pages}, {len(found):,} rows)", 1, pages, 1, key="row_page") if pages > 1 else 1
-shown = page_of(found, int(page))
+n = len(table)
+app.row = current = app.row if app.row is not None and 0 <= app.row < n else 0
+shown = selection.paged_rows(found, current)  # the page holding a row opened elsewhere, with the row selected
 event = st.dataframe(shown, key="table", on_select="rerun", selection_mode="single-row", hide_index=True, height=280)
 picked = selection.selected_row(event, "table", shown["row"].tolist())
 if picked is not None:
-    app.row = picked
+    app.row = current = picked
 
 left, middle, right, pin = st.columns(4)
-n = len(table)
-current = app.row if app.row is not None and 0 <= app.row < n else 0
-if left.button("Previous", icon=":material/chevron_left:", disabled=current <= 0):
-    current -= 1
-if middle.button("Next", icon=":material/chevron_right:", disabled=current >= n - 1):
-    current += 1
-if right.button("Random row", icon=":material/casino:"):
-    current = int(np.random.default_rng().integers(n))
-app.row = current
-if pin.button("Pin for report", icon=":material/push_pin:", disabled=current in app.pinned):
-    app.pinned.append(current)
+left.button(
+    "Previous", icon=":material/chevron_left:", disabled=current <= 0, on_click=state.set_row, args=(current - 1,)
+)
+middle.button(
+    "Next", icon=":material/chevron_right:", disabled=current >= n - 1, on_click=state.set_row, args=(current + 1,)
+)
+lucky = int(np.random.default_rng().integers(n))
+right.button("Random row", icon=":material/casino:", on_click=state.set_row, args=(lucky,))
+pin.button(
+    "Pin for report", icon=":material/push_pin:", disabled=current in app.pinned, on_click=pinned.pin, args=(current,)
+)
+pinned.panel(ctx, table_output)
 state.sync_url(demo_active=ctx.source.is_demo)
 
 with render.guard():

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import streamlit as st
+
+from core.data.rows import PAGE_SIZE, page_of
 
 _SEEN = "_selection_seen"
 
@@ -38,3 +42,31 @@ def selected_row(event: Any, key: str, row_ids: list[int]) -> int | None:
     rows = (event or {}).get("selection", {}).get("rows", []) if hasattr(event, "get") else []
     row_id = int(row_ids[int(rows[0])]) if rows and int(rows[0]) < len(row_ids) else None
     return row_id if _changed(key, row_id) else None
+
+
+def paged_rows(found: pd.DataFrame, row: int, *, key: str = "table", page_key: str = "row_page") -> pd.DataFrame:
+    """Draw the pager of the row table ``key`` and return the page of ``found`` to show, ``row`` selected on it.
+
+    A row opened somewhere else (a beeswarm click, a deep link, Previous / Next, the pinned list) turns the
+    table to the page holding it, once: paging away afterwards is the user's choice. A table selection is a
+    position in the rows drawn, and Streamlit keeps it when they change; so when the drawn rows change (another
+    page, another search) the selection is set again from ``row``: selected where it is drawn, else none.
+    """
+    seen = st.session_state.setdefault(_SEEN, {})
+    ids = found["row"].to_numpy()
+    pages = max(1, -(-len(ids) // PAGE_SIZE))
+    where, opened = np.flatnonzero(ids == row), seen.get(f"{key}:row") != row
+    if where.size and opened:
+        st.session_state[page_key] = int(where[0]) // PAGE_SIZE + 1
+    elif int(st.session_state.get(page_key, 1)) > pages:  # a narrower search than the page the user was on
+        st.session_state[page_key] = pages
+    seen[f"{key}:row"] = row
+    page = st.number_input(f"Page (of {pages}, {len(ids):,} rows)", 1, pages, key=page_key) if pages > 1 else 1
+    shown = page_of(found, int(page))
+    drawn = (int(page), len(ids), hash(ids.tobytes()))
+    if seen.get(f"{key}:drawn") != drawn or opened:
+        seen[f"{key}:drawn"] = drawn
+        at = np.flatnonzero(shown["row"].to_numpy() == row)[:1]
+        st.session_state[key] = {"selection": {"rows": at.tolist(), "columns": [], "cells": []}}
+        seen[key] = row if at.size else None  # what :func:`selected_row` will read back: no new selection
+    return shown

@@ -67,3 +67,77 @@ def test_without_a_typed_title_the_report_is_named_after_what_it_explains(downlo
     _build_report(at)
     label = html.escape(DEMOS["breast-cancer"].title)
     assert _title_and_heading(downloads["modellens-report.html"]) == (label, label)
+
+
+def _waterfall_title(at) -> str:
+    return chart(at, "Waterfall")["layout"]["title"]["text"]
+
+
+def _pinned_lines(at) -> dict[int, str]:
+    lines = [m.value for m in at.markdown if m.value.startswith("**Row ")]
+    return {int(line.removeprefix("**Row ").split("**", 1)[0]): line for line in lines}
+
+
+def test_pinned_rows_are_listed_with_their_prediction_and_open_and_unpin():
+    at = app(row="3").run()
+    at.switch_page("pages/row_explorer.py").run()
+    assert not _pinned_lines(at)  # nothing pinned: no list
+    next(b for b in at.button if b.label == "Pin for report").click().run()
+    next(b for b in at.button if b.label == "Next").click().run()
+    next(b for b in at.button if b.label == "Pin for report").click().run()
+    assert _waterfall_title(at) == "Waterfall for row 4"
+    listed = _pinned_lines(at)
+    assert sorted(listed) == [3, 4] and at.session_state["app"].pinned == [3, 4]
+    assert "(shown)" in listed[4] and "(shown)" not in listed[3]
+    at.button(key="open_pinned_3").click().run()
+    assert _waterfall_title(at) == "Waterfall for row 3"
+    texts = [a["text"] for a in chart(at, "Waterfall")["layout"]["annotations"]]
+    predicted = next(t for t in texts if t.startswith("<b>prediction ")).removeprefix("<b>prediction ").split("<")[0]
+    assert f"prediction {predicted} (probability of" in _pinned_lines(at)[3].replace("\\", "")
+    at.button(key="unpin_4").click().run()
+    assert sorted(_pinned_lines(at)) == [3] and at.session_state["app"].pinned == [3]
+    assert _waterfall_title(at) == "Waterfall for row 3"
+
+
+def _table_shows(at, row: int) -> None:
+    """The row table is on the page holding ``row`` (500 rows a page) with that row selected."""
+    shown = at.dataframe[0].value
+    position = at.session_state["table"]["selection"]["rows"]
+    assert [int(shown["row"].iloc[p]) for p in position] == [row]
+    assert at.number_input(key="row_page").value == row // 500 + 1
+
+
+def test_a_beeswarm_click_turns_the_row_table_to_the_page_holding_the_row(monkeypatch):
+    # the first sample is the whole table: no background pass ends mid-test with a rerun, which AppTest would
+    # send to the page it last switched to (the beeswarm), not to the one the script switched to
+    monkeypatch.setenv("MODELLENS_BUDGET_SECONDS", "600")
+    at = app().run()
+    at.switch_page("pages/beeswarm.py").run()
+    assert not at.exception
+    at.session_state["bees"] = {
+        "selection": {
+            "points": [{"customdata": [542, "worst radius", "15"]}],
+            "point_indices": [0],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    at.run()
+    assert at.title[0].value == "Row explorer" and at.query_params["row"] == "542"
+    assert _waterfall_title(at) == "Waterfall for row 542"
+    _table_shows(at, 542)
+    at.switch_page("pages/row_explorer.py")  # where the browser now is (AppTest would rerun the beeswarm)
+    at.number_input(key="row_page").set_value(1).run()  # paging away afterwards is the user's choice
+    assert at.number_input(key="row_page").value == 1 and _waterfall_title(at) == "Waterfall for row 542"
+    at.session_state["table"] = {"selection": {"rows": [9], "columns": [], "cells": []}}
+    at.run()
+    assert _waterfall_title(at) == "Waterfall for row 9"
+
+
+def test_a_deep_link_and_next_keep_the_table_on_the_shown_row():
+    at = app(row="499").run()
+    at.switch_page("pages/row_explorer.py").run()
+    _table_shows(at, 499)
+    next(b for b in at.button if b.label == "Next").click().run()
+    assert _waterfall_title(at) == "Waterfall for row 500"
+    _table_shows(at, 500)
