@@ -180,14 +180,21 @@ def _live_progress(job: ExplainJob) -> None:
     if not status.running:
         st.rerun()
     st.progress(status.done / max(status.total, 1), text=f"Explaining every row: {describe_eta(status)}")
-    st.button("Cancel", on_click=job.cancel, key="cancel_job", help="Stop after the current chunk; the sample stays.")
+    st.button(
+        "Cancel", on_click=job.cancel, key="cancel_job", help="Stop after the current chunk; every row explained stays."
+    )
 
 
 def _progress(job: ExplainJob) -> None:
     status = job.status()
     if status.running:
         _live_progress(job)
-    elif status.state == "cancelled":
-        st.caption(f"Stopped at {status.done:,} of {status.total:,} rows: pages show the sample.")
-    elif status.state == "failed" and status.message:
-        st.warning(status.message)
+    elif status.state in ("cancelled", "failed"):
+        if status.state == "cancelled":
+            st.caption(
+                f"Stopped at {status.done:,} of {status.total:,} rows: pages use the {status.done:,} rows explained."
+            )
+        elif status.message:
+            st.warning(status.message)
+        if 0 < status.done < status.total:  # Resume explains only the rows still missing
+            st.button("Resume", on_click=job.resume, key="resume_job", icon=":material/play_arrow:")

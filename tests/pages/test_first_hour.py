@@ -4,12 +4,17 @@ landing on its row in the table, uploads acknowledged while they are read, Resum
 from __future__ import annotations
 
 import html
+import pickle
+import time
 
+import numpy as np
+import pandas as pd
 import pytest
+from sklearn.neighbors import KNeighborsClassifier
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from core.data.demo import DEMOS
-from tests.pages.test_pages import _fresh_caches, app, chart  # noqa: F401 - _fresh_caches is an autouse fixture
+from tests.pages.test_pages import _fresh_caches, app, arr, chart, upload  # noqa: F401 - _fresh_caches is an autouse fixture
 
 HOSTILE_TITLE = 'Churn <script>alert("x")</script> & <b>Q3</b>'
 
@@ -141,3 +146,44 @@ def test_a_deep_link_and_next_keep_the_table_on_the_shown_row():
     next(b for b in at.button if b.label == "Next").click().run()
     assert _waterfall_title(at) == "Waterfall for row 500"
     _table_shows(at, 500)
+
+
+def _sidebar_keys(at) -> set[str]:
+    return {b.key for b in at.sidebar.button if b.key}
+
+
+def _run_until(at, key: str, *, seconds: float = 240) -> None:
+    """Rerun (as the sidebar's progress fragment does every second) until the sidebar shows button ``key``."""
+    deadline = time.monotonic() + seconds
+    while key not in _sidebar_keys(at):
+        assert time.monotonic() < deadline, f"no {key} button in time"
+        time.sleep(0.5)
+        at.run()
+
+
+def test_cancel_keeps_the_rows_explained_and_resume_explains_the_rest():
+    # exact Shapley over 64 coalitions of a k-NN: the pass over 800 rows takes seconds, so Cancel lands mid-pass
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(800, 6)), columns=[f"x{i}" for i in range(6)])
+    model = KNeighborsClassifier(15).fit(frame, (frame.x0 + frame.x1 > 0).astype(int))
+    at = upload(app(), pickle.dumps(model), frame.to_csv(index=False).encode())
+    assert not at.exception and not at.error
+    _run_until(at, "cancel_job")
+    at.sidebar.button(key="cancel_job").click().run()
+    _run_until(at, "resume_job")
+    stopped = next(c.value for c in at.sidebar.caption if c.value.startswith("Stopped at "))
+    done = int(stopped.removeprefix("Stopped at ").split(" ", 1)[0].replace(",", ""))
+    assert 0 < done < 800 and stopped == f"Stopped at {done:,} of 800 rows: pages use the {done:,} rows explained."
+    at.switch_page("pages/beeswarm.py").run()  # the pages use every finished row, not only the first sample
+    assert f"computed on {done:,} of 800 rows" in chart(at, "Beeswarm")["layout"]["title"]["text"]
+    assert "resume_job" in _sidebar_keys(at)  # a page that needs SHAP values does not restart the pass itself
+
+    at.sidebar.button(key="resume_job").click().run()
+    deadline = time.monotonic() + 300
+    while "all 800 rows" not in chart(at, "Beeswarm")["layout"]["title"]["text"]:
+        assert time.monotonic() < deadline and "resume_job" not in _sidebar_keys(at)
+        time.sleep(0.5)
+        at.run()
+    bees = chart(at, "Beeswarm")
+    assert sum(len(arr(t["x"])) for t in bees["data"]) == 6 * 800  # every row once
+    assert not any(c.value.startswith("Stopped at ") for c in at.sidebar.caption)
