@@ -7,11 +7,8 @@ from ui import context, loaders, render, state
 st.title("Overview")
 with render.guard():
     ctx = context.current(wait=False)  # drawn before any row is explained; the job starts at the end
-    keys = (ctx.model_key, ctx.data_key, state.get().target)
-    shown_output = ctx.explainer.output
-    predictions = loaders.predictions(*keys, metric_output(ctx.model.outputs), ctx.model, ctx.aligned).unwrap()
-    shown = loaders.predictions(*keys, shown_output, ctx.model, ctx.aligned).unwrap()
 model, aligned = ctx.model, ctx.aligned
+keys = (ctx.model_key, ctx.data_key, state.get().target)
 st.caption(render.md(ctx.source.label))
 
 left, right = st.columns(2)
@@ -24,18 +21,33 @@ with right:
     for name, value in table_summary(aligned.frame, aligned.target).items():
         st.markdown(f"**{name}**: {render.md(value)}")
     render.notices(aligned.notices)
+metrics = st.container()  # filled last: the chart comes first when the metrics need a second pass over the table
 
-scores = headline_metrics(model.task, aligned.target, predictions, model.classes) if aligned.target is not None else {}
-if scores:
-    st.subheader("How well it predicts this table")
-    for column, (name, value) in zip(st.columns(len(scores)), scores.items(), strict=True):
-        column.metric(name, f"{value:.3f}")
-    if ctx.source.is_demo:
-        st.caption("The demo model was trained on these rows, so these scores are optimistic; yours are on your table.")
-elif aligned.target is None:
-    st.caption("No target column: add one (or pick it in the sidebar) to see accuracy / ROC AUC or R² / MAE here.")
-
-units = ctx.prediction_units()
+with render.guard():
+    shown = loaders.predictions(*keys, ctx.explainer.output, ctx.model, ctx.aligned).unwrap()
 column = prediction_column(shown, model.classes, ctx.class_label)
-st.plotly_chart(prediction_figure(column, units, actual=aligned.target), key="predictions")
+st.plotly_chart(prediction_figure(column, ctx.prediction_units(), actual=aligned.target), key="predictions")
+
+with render.guard():  # the metrics' own pass over the table (probabilities), only when there is a target
+    scores = (
+        headline_metrics(
+            model.task,
+            aligned.target,
+            loaders.predictions(*keys, metric_output(model.outputs), model, aligned).unwrap(),
+            model.classes,
+        )
+        if aligned.target is not None
+        else {}
+    )
+with metrics:
+    if scores:
+        st.subheader("How well it predicts this table")
+        for box, (name, value) in zip(st.columns(len(scores)), scores.items(), strict=True):
+            box.metric(name, f"{value:.3f}")
+        if ctx.source.is_demo:
+            st.caption(
+                "The demo model was trained on these rows, so these scores are optimistic; yours are on your table."
+            )
+    elif aligned.target is None:
+        st.caption("No target column: add one (or pick it in the sidebar) to see accuracy / ROC AUC or R² / MAE here.")
 ctx.job.start()  # the first sample and then every row, in the background, for the pages that draw SHAP values
