@@ -2,7 +2,7 @@ import streamlit as st
 
 from core.engine.importance import global_importances, strongest_interaction
 from core.present.figures import dependence_figure, importance_figure
-from ui import context, loaders, render, selection, state, whatif
+from ui import context, loaders, progress, render, selection, state, whatif
 
 st.title("Global importance")
 with render.guard():
@@ -30,11 +30,11 @@ permutation = None
 if (
     ctx.aligned.target is not None
     and view == "raw"
-    and st.toggle("Compute permutation importance (needs the target; a few seconds)")
+    and st.toggle("Compute permutation importance (needs the target; its progress shows below)")
 ):
     with render.guard():
         permutation = loaders.permutation(
-            ctx.model_key, ctx.data_key, ctx.aligned.target_name, ctx.model, ctx.aligned
+            ctx.model_key, ctx.data_key, ctx.aligned.target_name, ctx.model, ctx.aligned, progress.permutation()
         ).unwrap()
 all_classes = ctx.result.mean_abs_all_classes(view=view) if ctx.model.task == "multiclass" else None
 kinds = global_importances(

@@ -189,12 +189,31 @@ def model_importances(
     return _attempt(_explainer.importances)
 
 
-@st.cache_resource(show_spinner="Shuffling each column to measure permutation importance…", max_entries=32, ttl=TTL)
-def permutation(model_digest: str, data_digest: str, target: str, _model: LoadedModel, _aligned: Aligned) -> Outcome:
-    """Permutation importance on (a sample of) the table with its target."""
-    if _aligned.target is None:
+@st.cache_resource(show_spinner=False)
+def _permutations() -> dict[tuple[str, str, str], Outcome]:
+    """Finished permutation importances by (model, table, target), computed outside any cache to show progress."""
+    return {}
+
+
+def permutation(
+    model_digest: str, data_digest: str, target: str, model: LoadedModel, aligned: Aligned, progress: Any = None
+) -> Outcome:
+    """Permutation importance on (a sample of) the table with its target, once per model, table and target.
+
+    ``progress(columns_done, columns, seconds_left)`` is called while it runs (see
+    :meth:`~core.loading.models.LoadedModel.permutation_importance`). A crashed worker is not remembered.
+    """
+    if aligned.target is None:
         return Outcome(error=ModelLensError("Permutation importance needs the target column."))
-    return _attempt(_model.permutation_importance, _aligned.frame, _aligned.target)
+    done, key = _permutations(), (model_digest, data_digest, target)
+    if key in done:
+        return done[key]
+    outcome = _attempt(model.permutation_importance, aligned.frame, aligned.target, progress=progress)
+    if not (isinstance(outcome.error, WorkerError) and not isinstance(outcome.error, SandboxError)):
+        while len(done) >= 32:
+            done.pop(next(iter(done)))
+        done[key] = outcome
+    return outcome
 
 
 @_retry_crashes
