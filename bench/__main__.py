@@ -20,6 +20,7 @@ SECTIONS = {
     "sandbox": "bench.sandbox",
     "whatif": "bench.whatif",
     "cohorts": "bench.cohorts",
+    "firstview": "bench.firstview",
 }
 
 
