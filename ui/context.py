@@ -7,6 +7,7 @@ the call in :func:`ui.render.guard`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,13 @@ from core.errors import ModelLensError
 from core.explanation import Explanation
 from core.loading.models import LoadedModel
 from core.store import ShareRecord
-from ui import loaders, state
+from ui import loaders, render, state
 
 
 class NeedInput(ModelLensError):
     """Nothing to explain yet: the user still has to upload (or pick a demo)."""
+
+    is_prompt = True  # nothing went wrong: pages show it as a prompt, not an error (ui.render.guard)
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,12 @@ def source() -> Source:
     data_file = state.uploaded("data_file")
     if app.use_upload:
         if model_file is None or data_file is None:
+            given = model_file or data_file
             missing = "a model file" if model_file is None else "a data file (CSV, Parquet or Excel)"
-            raise NeedInput(f"Upload {missing} in the sidebar to explain your own model, or switch back to a demo.")
+            received = f"Received {given.name} ({render.size_label(given.size)}). " if given is not None else ""
+            raise NeedInput(
+                f"{received}Upload {missing} in the sidebar to explain your own model, or switch back to a demo."
+            )
         return Source(
             model_file.getvalue(),
             model_file.name,
@@ -106,9 +113,23 @@ def source() -> Source:
 
 
 def model_and_table() -> tuple[Source, LoadedModel, Aligned, str, str]:
-    """Load the model (in its worker) and the table, and align them."""
-    src = source()
+    """Load the model (in its worker) and the table, and align them; an upload's first opening says so on the page."""
+    src, pair, opened = source(), state.upload_pair(), state.get().opened
+    if pair is None or pair in opened:
+        return _open(src, lambda what, name: None)
+    with render.opening({src.model_name: len(src.model_bytes), src.data_name: len(src.data_bytes)}) as step:
+        try:
+            found = _open(src, step)
+        except ModelLensError:
+            opened.add(pair)  # refused: later runs show the reason without this box
+            raise
+    opened.add(pair)
+    return found
+
+
+def _open(src: Source, step: Callable[[str, str], None]) -> tuple[Source, LoadedModel, Aligned, str, str]:
     model_key, data_key = loaders.digest(src.model_bytes), loaders.digest(src.data_bytes)
+    step("Loading {} safely, in its own worker", src.model_name)
     queue, notice = loaders.worker_pool().queue(), st.empty()
     if queue:  # shown while this run waits for a worker, gone once the model is loaded
         notice.info(
@@ -119,7 +140,9 @@ def model_and_table() -> tuple[Source, LoadedModel, Aligned, str, str]:
         model = loaders.model(model_key, src.model_name, loaders.settings().trust_pickles, src.model_bytes).unwrap()
     finally:
         notice.empty()
+    step("Reading {}", src.data_name)
     table = loaders.table(data_key, src.data_name, src.data_bytes).unwrap()
+    step("Matching {} to the model's columns", src.data_name)
     aligned = loaders.aligned(model.sha256, data_key, state.get().target, model, table).unwrap()
     return src, model, aligned, model.sha256, data_key
 

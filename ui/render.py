@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import streamlit as st
@@ -29,9 +29,49 @@ def guard() -> Iterator[None]:
     try:
         yield
     except ModelLensError as exc:
+        if getattr(exc, "is_prompt", False):  # nothing went wrong: the user still has to give a file (NeedInput)
+            st.info(str(exc), icon=":material/upload_file:")
+            st.stop()
         log.info("shown to the user: %s", exc)
         st.error(str(exc), icon=":material/error:")
         st.stop()
+
+
+def size_label(n_bytes: int) -> str:
+    """A file's size as the uploader shows it: ``512 bytes``, ``820 KB``, ``13.5 MB`` (1 KB = 1024 bytes)."""
+    if n_bytes < 1024:
+        return f"{n_bytes} bytes"
+    if n_bytes < 1024**2:
+        return f"{n_bytes / 1024:.0f} KB"
+    return f"{n_bytes / 1024**2:.1f} MB"
+
+
+@contextlib.contextmanager
+def opening(files: dict[str, int]) -> Iterator[Callable[[str, str], None]]:
+    """Acknowledge uploaded files while they are opened: a status box naming each file with its size.
+
+    Yields ``step(what, name)``: ``what`` says what is under way, ``{}`` standing for the file (``"Reading {}"``).
+    A typed error marks the box with the step that stopped (the error's own sentence follows, from :func:`guard`).
+    """
+
+    def named(name: str) -> str:
+        return f"{md(name)} ({size_label(files[name])})"
+
+    everything = " and ".join(named(name) for name in files)
+    box = st.status(f"Received {everything}: opening…", expanded=True)
+    doing = [f"Opening {everything}"]
+
+    def step(what: str, name: str) -> None:
+        doing[0] = what.format(named(name))
+        box.update(label=f"{doing[0]}…")
+
+    try:
+        with box:
+            yield step
+    except ModelLensError:
+        box.update(label=f"{doing[0]}: stopped, the reason is below.", state="error")
+        raise
+    box.update(label=f"Opened {everything}.", state="complete", expanded=False)
 
 
 def empty_state(message: str) -> None:

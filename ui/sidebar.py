@@ -35,11 +35,14 @@ def render_sidebar(*, page: str = "") -> None:
             return
     else:
         _source_picker()
+    pair = state.upload_pair()
+    if pair is not None and pair not in app.opened:
+        _opening(pair)  # the page opens a new upload, saying so; then the whole app reruns
+        return
     try:
         src, model, aligned, _, _ = context.model_and_table()
-    except context.NeedInput as exc:
-        st.info(str(exc))
-        return
+    except context.NeedInput:
+        return  # the page says which file is missing
     except ModelLensError:
         st.caption(":material/error: Not loaded: the reason is on the page.")  # shown once, where people look
         return
@@ -172,6 +175,14 @@ def _selectors(model: LoadedModel, aligned: Aligned) -> None:
     if len(outputs) > 1:
         current = app.output if app.output in outputs else outputs[0]
         app.output = st.segmented_control("Units", outputs, default=current, key="output_pick") or current
+
+
+@st.fragment(run_every=0.5)
+def _opening(pair: str) -> None:
+    """While the page opens the uploaded files (naming them, with their sizes), then rerun with the sidebar whole."""
+    if pair in state.get().opened or state.upload_pair() != pair:
+        st.rerun()
+    st.caption(":material/hourglass_top: Opening the uploaded files: the page shows each step.")
 
 
 @st.fragment(run_every=1.0)

@@ -26,6 +26,7 @@ __all__ = [
     "leave_share",
     "set_row",
     "sync_url",
+    "upload_pair",
     "uploaded",
 ]
 
@@ -58,6 +59,7 @@ class AppState:
     cohort_pair: tuple[str, str] | None = None  # the two cohorts whose difference is drawn (first, second)
     uploads: dict[str, Any] = field(default_factory=dict)  # uploader key -> its file (see :func:`uploaded`)
     titles: dict[str, str] = field(default_factory=dict)  # "model:data" digests -> the title typed for them
+    opened: set[str] = field(default_factory=set)  # upload pairs opened (or refused) once: see :func:`upload_pair`
 
 
 def parse_cohort_param(text: str) -> dict[str, str] | None:
@@ -102,6 +104,19 @@ def uploaded(key: str) -> Any:
         app.uploads[key] = value
         return value
     return app.uploads.get(key)
+
+
+def upload_pair() -> str | None:
+    """The uploaded model and table as one key (their upload ids), None unless both are given in upload mode.
+
+    The first run that opens a pair does it on the page, saying so with the files' names and sizes
+    (:func:`ui.render.opening`); the sidebar waits for it (it would otherwise open them unseen, the page
+    still showing the last run's "upload a data file" prompt) and the app reruns once they are open.
+    """
+    model, data = uploaded("model_file"), uploaded("data_file")
+    if not get().use_upload or model is None or data is None:
+        return None
+    return f"{model.file_id}:{data.file_id}"
 
 
 def forget_upload(key: str) -> None:

@@ -14,6 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from core.data.demo import DEMOS
+from tests.core import zoo
 from tests.pages.test_pages import _fresh_caches, app, arr, chart, upload  # noqa: F401 - _fresh_caches is an autouse fixture
 
 HOSTILE_TITLE = 'Churn <script>alert("x")</script> & <b>Q3</b>'
@@ -187,3 +188,49 @@ def test_cancel_keeps_the_rows_explained_and_resume_explains_the_rest():
     bees = chart(at, "Beeswarm")
     assert sum(len(arr(t["x"])) for t in bees["data"]) == 6 * 800  # every row once
     assert not any(c.value.startswith("Stopped at ") for c in at.sidebar.caption)
+
+
+@pytest.fixture(scope="module")
+def churn_upload() -> tuple[bytes, bytes]:
+    model, frame = zoo.builders()["pipe_rf"]()
+    return pickle.dumps(model), frame.assign(churn=model.predict(frame)).to_csv(index=False).encode()
+
+
+def _kb(data: bytes) -> str:
+    return f"{round(len(data) / 1024)} KB"
+
+
+def test_an_upload_is_acknowledged_by_name_and_size_while_it_opens(churn_upload):
+    model, data = churn_upload
+    assert 1024 < len(model) < 1024**2 and 1024 < len(data) < 1024**2  # sizes in KB below
+    at = upload(app(), model, None, names=("churn model.pkl", "customers.csv"))
+    assert not at.exception and not at.error  # a missing file is a prompt, not an error, and says what came
+    assert [i.value for i in at.info] == [
+        f"Received churn model.pkl ({_kb(model)}). Upload a data file (CSV, Parquet or Excel) in the sidebar to "
+        "explain your own model, or switch back to a demo."
+    ]
+    at.sidebar.file_uploader(key="data_file").set_value(("customers.csv", data, "text/csv")).run()
+    # the run that opens the pair: the page names both files with their sizes; the sidebar waits for it
+    assert not at.exception and not at.error and not at.info
+    box = at.main.status[0]
+    assert box.state == "complete"
+    assert box.label.replace("\\", "") == f"Opened churn model.pkl ({_kb(model)}) and customers.csv ({_kb(data)})."
+    assert any("Opening the uploaded files" in c.value for c in at.sidebar.caption)
+    assert chart(at, "Predictions")  # the Overview drew in the same run
+    at.run()  # the sidebar's wait ends (every half second in a browser): the whole sidebar, no box any more
+    assert not at.main.status and not any("Opening the uploaded files" in c.value for c in at.sidebar.caption)
+    assert any("RandomForestClassifier" in m.value for m in at.sidebar.markdown)
+
+
+def test_a_file_that_cannot_be_read_is_named_once(churn_upload):
+    broken = b"\x00\x01 not a table \x00" * 100
+    at = upload(app(), churn_upload[0], broken, names=("model.pkl", "broken.csv"))
+    assert not at.exception
+    box = at.main.status[0]
+    assert (
+        box.state == "error"
+        and box.label.replace("\\", "") == f"Reading broken.csv ({_kb(broken)}): stopped, the reason is below."
+    )
+    assert len(at.error) == 1 and "'broken.csv'" in at.error[0].value
+    at.run()  # later runs: the reason once, on the page; the sidebar points to it
+    assert not at.main.status and len(at.error) == 1 and "'broken.csv'" in at.error[0].value
