@@ -236,11 +236,15 @@ class _LocalBackend:
             "engineered_data": data,
         }
 
-    def estimate(self, frame: pd.DataFrame) -> float:
-        self.engine.explain(frame.head(1), np.zeros(1, dtype=np.int64))
+    def estimate(self, frame: pd.DataFrame, row_ids: np.ndarray) -> dict[str, Any]:
         started = time.perf_counter()
-        self.engine.explain(frame, np.arange(len(frame)))
-        return (time.perf_counter() - started) / max(1, len(frame))
+        parts = [self.explain(frame.head(1), row_ids[:1])]
+        seconds_per_row = time.perf_counter() - started
+        if len(row_ids) > 1:
+            started = time.perf_counter()
+            parts.append(self.explain(frame.iloc[1:].reset_index(drop=True), row_ids[1:]))
+            seconds_per_row = (time.perf_counter() - started) / (len(row_ids) - 1)
+        return {"seconds_per_row": seconds_per_row, "parts": parts}
 
     def parallelism(self) -> int:
         return 1
@@ -277,8 +281,8 @@ class _RemoteBackend:
             self._build(worker, 1 if worker else None)
             return self.handle.call(op, index=worker, key=self.key, **payload)
 
-    def estimate(self, frame: pd.DataFrame) -> float:
-        return float(self._call("estimate", frame=frame))
+    def estimate(self, frame: pd.DataFrame, row_ids: np.ndarray) -> dict[str, Any]:
+        return cast("dict[str, Any]", self._call("estimate", frame=frame, row_ids=row_ids))
 
     def importances(self, background: pd.DataFrame) -> dict[str, Any]:
         return cast("dict[str, Any]", self._call("importances", background=background))
@@ -326,6 +330,7 @@ class Explainer:
         self.feature_names: tuple[str, ...] = tuple(str(c) for c in self.data.columns)
         self.seed = seed
         self._seconds_per_row: float | None = None
+        self._probe: ExplainResult | None = None  # the rows timed by estimate_seconds_per_row, explained
 
     @property
     def n_rows(self) -> int:
@@ -439,10 +444,14 @@ class Explainer:
         )
 
     def estimate_seconds_per_row(self, probe_rows: int = 5) -> float:
-        """Measure the cost of one row on a few rows of the table (cached)."""
+        """Measure the cost of one row on the first rows of the first sample (cached; their explanations are kept)."""
         if self._seconds_per_row is None:
             ids = sample_order(self.n_rows, self.seed)[: max(1, min(probe_rows, self.n_rows))]
-            self._seconds_per_row = self._backend.estimate(self.data.iloc[ids].reset_index(drop=True))
+            out = self._backend.estimate(self.data.iloc[ids].reset_index(drop=True), ids)
+            chunks = (ids[:1], ids[1:])[: len(out["parts"])]
+            parts = [self.result_from(part, chunk) for part, chunk in zip(out["parts"], chunks, strict=True)]
+            self._probe = parts[0] if len(parts) == 1 else parts[0].concat(parts[1])
+            self._seconds_per_row = float(out["seconds_per_row"])
         return self._seconds_per_row
 
     def sample_size(self, budget_seconds: float) -> int:
@@ -457,7 +466,16 @@ class Explainer:
     def explain_sample(self, budget_seconds: float = 2.0, *, progress: Progress | None = None) -> ExplainResult:
         """A seeded random sample sized to the budget: the first global view (labelled N of M rows)."""
         n = self.sample_size(budget_seconds)
-        return self.explain_all(sample_order(self.n_rows, self.seed)[:n], progress=progress)
+        ids = sample_order(self.n_rows, self.seed)[:n]
+        probe = self._probe
+        if probe is None or len(probe) > n or not np.array_equal(probe.row_ids, ids[: len(probe)]):
+            return self.explain_all(ids, progress=progress)
+        if len(probe) == n:
+            return probe
+        rest = self.explain_all(
+            ids[len(probe) :], progress=None if progress is None else lambda done, total: progress(done + len(probe), n)
+        )
+        return probe.concat(rest)  # the probe rows were the sample's first rows: explained once
 
     def units(self, label: Any = None) -> str:
         """The units one class's explanations will name (e.g. ``log-odds of 'yes'``), before any row is explained."""

@@ -187,3 +187,27 @@ def test_start_explains_the_sample_then_every_row_in_the_background(forest):
     assert job.status().state == "done" and full is not None and list(full.row_ids) == list(range(600))
     for label in (0, 1):  # the units a page names before any row is explained are the explanation's own
         assert explainer.units(label) == full.for_class(label).units
+
+
+def test_the_rows_timed_for_the_estimate_are_the_first_rows_of_the_sample_explained_once():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y, _, _ = zoo.numeric(n=300)
+    model = KNeighborsClassifier().fit(X, y)  # explained model-agnostically: seeded by row id
+    explainer = make_explainer(model, X)
+    asked: list[int] = []
+    explain_all = explainer.explain_all
+
+    def counting(rows=None, **kwargs):
+        asked.append(len(rows))
+        return explain_all(rows, **kwargs)
+
+    explainer.explain_all = counting
+    sample = explainer.explain_sample(1e-6)
+    n = len(sample)
+    assert n == MIN_SAMPLE_ROWS and asked == [n - 5]  # the five timed rows were not explained again
+    assert np.array_equal(sample.row_ids, sample_order(300)[:n])
+    again = explain_all(sample_order(300)[:n])  # the same rows in one pass: the same values
+    np.testing.assert_allclose(sample.values, again.values, atol=1e-12)
+    np.testing.assert_allclose(sample.base, again.base, atol=1e-12)
+    np.testing.assert_allclose(sample.for_class(1).prediction, model.predict_proba(X.iloc[sample.row_ids])[:, 1])
