@@ -60,6 +60,9 @@ class Settings:
             ``MODELLENS_WORKERS_MEMORY_MB``, default half the machine's memory.
         worker_wait_seconds: How long a request waits for room when every worker is busy.
             ``MODELLENS_WORKER_WAIT_SECONDS``.
+        worker_nice: How much lower the model workers' CPU priority is than the server's (Unix ``nice``), so a
+            server whose workers keep every core busy still answers pages and health checks at once.
+            ``MODELLENS_WORKER_NICE``, default 10; 0 for the same priority.
         spare_workers: Workers kept started ahead (libraries imported, sandbox on, no model yet), so the next
             model skips a worker's start (seconds). ``MODELLENS_SPARE_WORKERS``, default 1; 0 for none.
         explain_budget_seconds: Work budget of the first (sampled) global view. ``MODELLENS_BUDGET_SECONDS``.
@@ -86,6 +89,7 @@ class Settings:
     workers_memory_mb: int = field(default_factory=lambda: _default_workers_memory_mb())
     worker_wait_seconds: int = 120
     spare_workers: int = 1
+    worker_nice: int = 10
     explain_budget_seconds: float = 2.0
     share_days: int = 30
     password: str | None = None
@@ -120,6 +124,7 @@ class Settings:
             workers_memory_mb=_env_int(env, "MODELLENS_WORKERS_MEMORY_MB", _default_workers_memory_mb()),
             worker_wait_seconds=_env_int(env, "MODELLENS_WORKER_WAIT_SECONDS", 120),
             spare_workers=_env_int(env, "MODELLENS_SPARE_WORKERS", 1),
+            worker_nice=_env_int(env, "MODELLENS_WORKER_NICE", 10),
             explain_budget_seconds=_env_float(env, "MODELLENS_BUDGET_SECONDS", 2.0),
             share_days=_env_int(env, "MODELLENS_SHARE_DAYS", 30),
             password=env.get("MODELLENS_PASSWORD") or None,

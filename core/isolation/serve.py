@@ -13,6 +13,7 @@ Must stay importable by Python 3.9 (the Azure AutoML runtime's worker serves wit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -92,6 +93,8 @@ def serve(handle: Callable[[Any, dict[str, Any]], Any], warm_up: Callable[[], An
     """The request loop shared by every worker kind (this one, and the Azure AutoML runtime's)."""
     from core.safety import sandbox
 
+    with contextlib.suppress(OSError, ValueError):  # below the server's priority: pages stay quick when we are busy
+        os.nice(max(0, int(os.environ.get("MODELLENS_WORKER_NICE", "0") or 0)))
     report = sandbox.SandboxReport()
     spec = sandbox.spec_from_env()
     if spec is not None:

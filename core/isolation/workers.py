@@ -66,6 +66,7 @@ def _worker_env(settings: Settings, scratch: Path, spec: dict[str, str]) -> dict
     env["MPLCONFIGDIR"] = os.environ.get("MPLCONFIGDIR") or str(Path.home() / ".cache" / "matplotlib")
     env["MODELLENS_WORKER_MEMORY_MB"] = str(settings.worker_memory_mb)
     env["MODELLENS_WORKER_CPU_SECONDS"] = str(settings.worker_cpu_seconds)
+    env["MODELLENS_WORKER_NICE"] = str(settings.worker_nice)
     env.update(spec)
     return env
 

@@ -215,3 +215,12 @@ def test_a_spare_never_stops_a_model_worker_to_start():
         assert _spare_pid(pool) is None and model.handle.worker_alive()  # the budget is full: no spare
     finally:
         pool.close()
+
+
+def test_workers_run_below_the_servers_cpu_priority(pool, settings):
+    import psutil
+
+    model = _tagged(5, pool, settings)
+    worker = psutil.Process(model.handle.worker().proc.pid)
+    assert worker.nice() == min(19, psutil.Process().nice() + settings.worker_nice) and settings.worker_nice == 10
+    np.testing.assert_array_equal(model.predict(FRAME, "raw")[:, 0], [4.0, 6.0])
