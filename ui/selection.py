@@ -16,6 +16,7 @@ import streamlit as st
 from core.data.rows import PAGE_SIZE, page_of
 
 _SEEN = "_selection_seen"
+IN_VIEW = 7  # rows the row explorer's table shows before it scrolls (280 px high: a header and 35 px a row)
 
 
 def _changed(key: str, value: Any) -> bool:
@@ -69,4 +70,7 @@ def paged_rows(found: pd.DataFrame, row: int, *, key: str = "table", page_key: s
         at = np.flatnonzero(shown["row"].to_numpy() == row)[:1]
         st.session_state[key] = {"selection": {"rows": at.tolist(), "columns": [], "cells": []}}
         seen[key] = row if at.size else None  # what :func:`selected_row` will read back: no new selection
+    position = np.flatnonzero(shown["row"].to_numpy() == row)
+    if position.size and position[0] >= IN_VIEW:  # the grid cannot be scrolled from here: say where the row is
+        st.caption(f"Row {row} is selected (row {int(position[0]) + 1:,} of this page): scroll the table to see it.")
     return shown

@@ -111,6 +111,10 @@ def _table_shows(at, row: int) -> None:
     position = at.session_state["table"]["selection"]["rows"]
     assert [int(shown["row"].iloc[p]) for p in position] == [row]
     assert at.number_input(key="row_page").value == row // 500 + 1
+    where = f"Row {row} is selected (row {row % 500 + 1:,} of this page): scroll the table to see it."
+    assert [c.value for c in at.main.caption if c.value.startswith(f"Row {row} ")] == (
+        [where] if row % 500 >= 7 else []
+    )
 
 
 def test_a_beeswarm_click_turns_the_row_table_to_the_page_holding_the_row(monkeypatch):
