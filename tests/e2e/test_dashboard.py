@@ -71,7 +71,9 @@ def test_upload_model_and_csv_then_importance_bars(server, page, uploads):
     upload(page, server, base / "churn.pkl", base / "customers.csv")
     page.locator('[data-testid="stSidebarNav"] a', has_text="Global importance").click()
     bars = page.locator(".st-key-importance .js-plotly-plot .bars path")
-    expect(bars).to_have_count(5)  # waits out a rerun's transient second copy of the chart
+    # the first sample is explained after the Overview is drawn, so this page may wait for it; the count also
+    # waits out a rerun's transient second copy of the chart
+    expect(bars).to_have_count(5, timeout=90_000)
     labels = page.locator(".st-key-importance .ytick text").all_text_contents()
     assert sorted(labels) == ["age", "city", "income", "plan", "tenure"]
 
