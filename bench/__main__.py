@@ -21,6 +21,7 @@ SECTIONS = {
     "whatif": "bench.whatif",
     "cohorts": "bench.cohorts",
     "firstview": "bench.firstview",
+    "load": "bench.load",
 }
 
 

@@ -32,17 +32,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
-    """A running dashboard."""
+_LOGGING_SITE = """import logging, sys
+logging.basicConfig(level={level!r}, stream=sys.stderr, format="%(asctime)s server %(levelname)s %(name)s: %(message)s")
+"""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None):
+
+class Server:
+    """A running dashboard.
+
+    Args:
+        home: Its MODELLENS_HOME; the server's log is written here too (``self.log.name``).
+        env: Extra environment variables.
+        log_level: When given (``"INFO"``), the server's own ``core`` loggers write to its log at that level
+            (a ``sitecustomize`` on its PYTHONPATH; Streamlit configures only its own loggers). The
+            concurrency test and ``bench load`` read which worker loads a model from these lines.
+    """
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None, *, log_level: str | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(home / f"server-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
+        extra = dict(env or {})
+        if log_level is not None:
+            site = home / f"server-{self.port}-site"
+            site.mkdir(exist_ok=True)
+            (site / "sitecustomize.py").write_text(_LOGGING_SITE.format(level=log_level.upper()))
+            extra["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "core.cli", "serve", "--port", str(self.port), "--address", "127.0.0.1"],
             cwd=ROOT,
-            env={**os.environ, "MODELLENS_HOME": str(home), **(env or {})},
+            env={**os.environ, "MODELLENS_HOME": str(home), **extra},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
