@@ -22,7 +22,9 @@ MODES = ("Demo", "My model")
 def render_sidebar(*, page: str = "") -> None:
     """Draw the sidebar and start (or reuse) the explanation; ``page`` is the shown page's url_path."""
     app = state.get()
+    app.runs += 1  # the sidebar is drawn once per whole-app run: its timed fragments check they are still current
     st.markdown("## :material/center_focus_strong: ModelLens")
+    live = st.container(key="sidebar_live")  # the timed fragments' place, the same in every sidebar: see _stale
     if loaders.settings().allow_unsandboxed:
         st.warning(
             "Unsandboxed: this server opens models without the OS sandbox (MODELLENS_ALLOW_UNSANDBOXED). "
@@ -37,7 +39,8 @@ def render_sidebar(*, page: str = "") -> None:
         _source_picker()
     pair = state.upload_pair()
     if pair is not None and pair not in app.opened:
-        _opening(pair)  # the page opens a new upload, saying so; then the whole app reruns
+        with live:
+            _opening(pair, app.runs)  # the page opens a new upload, saying so; then the whole app reruns
         return
     try:
         src, model, aligned, _, _ = context.model_and_table()
@@ -63,7 +66,8 @@ def render_sidebar(*, page: str = "") -> None:
         return
     bar.empty()
     st.caption(f"Method: {render.md(ctx.explainer.method)}")
-    _progress(ctx.job)
+    with live:
+        _progress(ctx.job)
     if not ctx.read_only:
         if not loaders.settings().read_only:  # a read-only server takes no uploads, not even a second one
             _compare_with()
@@ -177,16 +181,34 @@ def _selectors(model: LoadedModel, aligned: Aligned) -> None:
         app.output = st.segmented_control("Units", outputs, default=current, key="output_pick") or current
 
 
+def _stale(run: int) -> bool:
+    """Whether a timed fragment drawn by whole-app run ``run`` is no longer in the sidebar.
+
+    Streamlit forgets a fragment only when a whole-app run ends normally; a run that ends in ``st.stop()`` (a page
+    asking for a file, a shown error) keeps the last run's fragments, and a timer tick queued during that run then
+    draws the fragment at its old place, which the new sidebar may no longer have: the browser fails with "Bad
+    delta path index" and the app goes blank (issue 20's lost uploads, switching to "My model" while the demo's
+    rows were being explained). So both are drawn in one container right below the sidebar's title, which every
+    sidebar has (a fragment run re-sends its block at its old place: an empty block there is harmless), and a
+    stale fragment draws nothing in it.
+    """
+    return run != state.get().runs
+
+
 @st.fragment(run_every=0.5)
-def _opening(pair: str) -> None:
+def _opening(pair: str, run: int) -> None:
     """While the page opens the uploaded files (naming them, with their sizes), then rerun with the sidebar whole."""
+    if _stale(run):
+        return
     if pair in state.get().opened or state.upload_pair() != pair:
         st.rerun()
     st.caption(":material/hourglass_top: Opening the uploaded files: the page shows each step.")
 
 
 @st.fragment(run_every=1.0)
-def _live_progress(job: ExplainJob) -> None:
+def _live_progress(job: ExplainJob, run: int) -> None:
+    if _stale(run):
+        return
     status = job.status()
     if not status.running:
         st.rerun()
@@ -199,7 +221,7 @@ def _live_progress(job: ExplainJob) -> None:
 def _progress(job: ExplainJob) -> None:
     status = job.status()
     if status.running:
-        _live_progress(job)
+        _live_progress(job, state.get().runs)
     elif status.state in ("cancelled", "failed"):
         if status.state == "cancelled":
             st.caption(

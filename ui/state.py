@@ -60,6 +60,7 @@ class AppState:
     uploads: dict[str, Any] = field(default_factory=dict)  # uploader key -> its file (see :func:`uploaded`)
     titles: dict[str, str] = field(default_factory=dict)  # "model:data" digests -> the title typed for them
     opened: set[str] = field(default_factory=set)  # upload pairs opened (or refused) once: see :func:`upload_pair`
+    runs: int = 0  # whole-app runs so far (fragment reruns not counted): see ui.sidebar.current_run
 
 
 def parse_cohort_param(text: str) -> dict[str, str] | None:
