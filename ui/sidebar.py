@@ -65,7 +65,8 @@ def render_sidebar(*, page: str = "") -> None:
         st.caption(":material/error: Not explained: the reason is on the page.")
         return
     bar.empty()
-    st.caption(f"Method: {render.md(ctx.explainer.method)}")
+    method = ctx.result.method if ctx.result is not None else ctx.explainer.method  # a batch run's, a share's
+    st.caption(f"Method: {render.md(method)}")
     with live:
         _progress(ctx.job)
     if not ctx.read_only:
