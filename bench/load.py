@@ -2,15 +2,17 @@
 ``MODELLENS_BENCH_SESSIONS`` overrides), each uploading a different real model and table to one dashboard.
 
 Each session opens Global importance, switches to "My model" as soon as its page is idle (the demo may still be
-explaining its rows: a real user does not wait for that) and uploads its model and CSV; one session's model
-worker is SIGKILLed while it loads. Reported: ``/_stcore/health`` latency polled every 100 ms during the run
-(median, p90, p99, max), each session's time from its model upload to its own importance chart, whether each saw
-only its own columns, files and clicks the page lost, the crash and the recovery, the most model workers and
-their total resident memory sampled during the run, and the load average. The session code is
-:mod:`tests.e2e.sessions`, which the concurrency test runs at N=2 for correctness.
+explaining its rows: a real user does not wait for that) and uploads its model and CSV; the first model worker
+the server names after one session's upload is SIGKILLed while it loads (with six sessions at once, often
+another session's: the table says which session saw the crash). Reported: ``/_stcore/health`` latency polled
+every 100 ms during the run (median, p90, p99, max), each session's time from its model upload to its own
+importance chart, whether each saw only its own columns, files and clicks the page lost, the crash and the
+recovery, the most model workers and their total resident memory sampled during the run, and the load average.
+The session code is :mod:`tests.e2e.sessions`, which the concurrency test runs at N=2 for correctness.
 
 With ``MODELLENS_BENCH_STACKS=1`` the server's threads are dumped with ``py-spy`` (if installed) whenever a
-health check takes over a second, to find what holds its event loop or GIL; the dumps go to a file named here.
+health check has waited a second (while it still waits), to find what holds the server's event loop or GIL;
+the dumps go to a file named here.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class _Stacks:
             )
             with self.out.open("a") as f:
                 f.write(
-                    f"\n===== {time.strftime('%H:%M:%S')} health took {took:.2f} s =====\n{dump.stdout}{dump.stderr}"
+                    f"\n===== {time.strftime('%H:%M:%S')} a health check waiting {took:.0f} s =====\n{dump.stdout}{dump.stderr}"
                 )
             self.count += 1
         finally:
@@ -129,7 +131,7 @@ def _report(
     for o in outcomes:
         rows.append(
             [
-                o.case + (" (worker killed)" if o.case == victim else ""),
+                o.case + (" (kill timed at its upload)" if o.case == victim else ""),
                 f"{o.first_chart:.1f} s" if o.first_chart is not None else "never",
                 "yes" if o.labels and not o.foreign else ("no: " + ", ".join(o.foreign) if o.foreign else "—"),
                 o.lost_uploads,

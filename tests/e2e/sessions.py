@@ -181,7 +181,7 @@ class Probe:
     max_workers: int = 0
     max_worker_rss: int = 0
     max_load: float = 0.0
-    on_slow: Callable[[float], None] | None = None  # called (from the probe thread) after a health check over 1 s
+    on_slow: Callable[[float], None] | None = None  # called (from a timer thread) when a check has waited 1 s
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -200,15 +200,20 @@ class Probe:
     def _health(self) -> None:
         while not self._stop.is_set():
             started = time.perf_counter()
+            slow = None
+            if self.on_slow is not None:  # called while the check is still waiting, to see what holds the server
+                slow = threading.Timer(1.0, self.on_slow, args=(1.0,))
+                slow.daemon = True
+                slow.start()
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=30) as reply:
                     reply.read()
-                took = time.perf_counter() - started
-                self.latencies.append(took)
-                if took > 1.0 and self.on_slow is not None:
-                    self.on_slow(took)
+                self.latencies.append(time.perf_counter() - started)
             except OSError:
                 self.failures += 1
+            finally:
+                if slow is not None:
+                    slow.cancel()
             self._stop.wait(self.every)
 
     def _resources(self) -> None:
