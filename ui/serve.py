@@ -1,8 +1,12 @@
 """Start the dashboard: ``python -m ui.serve --port 8501`` (what ``modellens serve`` and ``make run`` run).
 
-It is ``streamlit run app.py`` with one fix: app.py drives navigation with ``st.navigation``, and the
+It is ``streamlit run app.py`` with two fixes. app.py drives navigation with ``st.navigation``, and the
 project's ``pages/`` folder must never switch Streamlit to its legacy folder-based navigation, which would
-run a page without the shared sidebar when a fresh server's first request is a page URL.
+run a page without the shared sidebar when a fresh server's first request is a page URL. And Streamlit's
+full garbage collection after every script run (``runner.postScriptGC``, fragment runs included) is off: it
+holds the GIL for the whole collection, 0.25-1.5 s each on a server holding several users' tables and
+explanations, during which no page and no health check is answered (issue 20; ``python -m bench load``).
+Python's own generational collector still runs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         "--server.headless",
         "true",
         "--browser.gatherUsageStats",
+        "false",
+        "--runner.postScriptGC",
         "false",
     ]
     streamlit_cli.main()
