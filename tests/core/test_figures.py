@@ -258,3 +258,27 @@ def test_what_if_figures_share_an_axis_and_name_the_edit():
     assert "&lt;b&gt;Nice&lt;/b&gt;" in " ".join(bars.y) and "<b>" not in " ".join(bars.y)  # data stays text
     with pytest.raises(ExplanationError, match="Nothing moved"):
         figures.shift_figure(shift * 0, units="x")
+
+
+def test_the_prediction_histogram_is_counted_here_whatever_the_table_size():
+    rng = np.random.default_rng(0)
+    prediction = rng.beta(2, 5, 327_346)
+    prediction[:7] = np.nan  # a model that gives no output for some rows: left out, not a bin of NaN
+    actual = pd.Series(np.where(prediction > 0.3, "late", "on time"))
+    fig = figures.prediction_figure(prediction, "probability of 'late'", actual=actual)
+    assert [t.name for t in fig.data] == ["actual late", "actual on time"]
+    finite = prediction[np.isfinite(prediction)]
+    edges, expected = np.histogram_bin_edges(finite, bins=40), []
+    for label in ("late", "on time"):
+        expected.append(np.histogram(finite[(actual[np.isfinite(prediction)] == label).to_numpy()], bins=edges)[0])
+    np.testing.assert_array_equal(np.stack([t.y for t in fig.data]), np.stack(expected))
+    assert sum(int(t.y.sum()) for t in fig.data) == len(finite)
+    np.testing.assert_allclose(fig.data[0].x - fig.data[0].width / 2, edges[:-1])
+    assert len(fig.to_json()) < 50_000  # 4.4 MB as a plotly histogram of every row
+
+
+def test_the_prediction_histogram_of_one_value_or_none():
+    same = figures.prediction_figure(np.full(10, 3.0), "Sale_Price")
+    assert int(same.data[0].y.sum()) == 10
+    empty = figures.prediction_figure(np.full(3, np.nan), "Sale_Price")
+    assert int(empty.data[0].y.sum()) == 0
