@@ -282,3 +282,18 @@ def test_the_prediction_histogram_of_one_value_or_none():
     assert int(same.data[0].y.sum()) == 10
     empty = figures.prediction_figure(np.full(3, np.nan), "Sale_Price")
     assert int(empty.data[0].y.sum()) == 0
+
+
+def test_the_dependence_plot_of_a_large_table_draws_a_seeded_sample_and_says_so():
+    e = explanation(n=12_000)
+    fig = figures.dependence_figure(e, "income", color_by="city", max_rows=5000)
+    trace = fig.data[0]
+    rows = np.array([c[0] for c in trace.customdata])
+    assert len(rows) == 5000 == len(set(rows.tolist())) and "5,000 of 12,000 rows drawn" in fig.layout.title.text
+    np.testing.assert_array_equal(trace.y, e.values[rows, 0])  # each point is its own row's value
+    np.testing.assert_array_equal(trace.x, e.data["income"].to_numpy()[rows])
+    assert [c[2] for c in trace.customdata[:3]] == [figures.esc(v) for v in e.data["city"].to_numpy()[rows[:3]]]
+    again = figures.dependence_figure(e, "income", color_by="city", max_rows=5000)
+    np.testing.assert_array_equal(again.data[0].y, trace.y)  # the same sample at every rerun
+    small = figures.dependence_figure(explanation(n=200), "income", max_rows=5000)
+    assert len(small.data[0].y) == 200 and "rows drawn" not in small.layout.title.text
