@@ -130,6 +130,7 @@ class ModelWorker:
             if self.alive:
                 return
             if self.pool is not None and not self.spare and self._adopt(self.pool.take_spare(self)):
+                self.pool.refill_spare()  # only now: before, this worker held no process and the budget looked free
                 return
             self._remove_scratch()
             self.scratch = Path(tempfile.mkdtemp(prefix="modellens-worker-"))
@@ -413,8 +414,7 @@ class WorkerPool:
             spare, self._spare = self._spare, None
         if spare is None or not spare.alive:
             return None
-        self.refill_spare()
-        return spare
+        return spare  # the taker refills once it holds the process (ModelWorker.start)
 
     def get(self, key: tuple[str, ...], factory: Callable[[], ModelWorker], index: int = 0) -> ModelWorker:
         """The ``index``-th worker for key, created with factory when missing."""

@@ -14,7 +14,7 @@ import pytest
 
 from core.config import Settings
 from core.errors import UnsafeModelError, WorkerError
-from core.isolation.workers import WorkerPool
+from core.isolation.workers import ModelWorker, WorkerPool
 from core.loading.models import load_model
 from tests.core import crashers
 
@@ -205,8 +205,15 @@ def test_a_spare_worker_started_ahead_takes_the_next_model_and_is_replaced():
     assert _spare_pid(pool) is None and _alive(pool) == 0
 
 
-def test_a_spare_never_stops_a_model_worker_to_start():
+def test_a_spare_never_stops_a_model_worker_to_start(monkeypatch):
     settings = dataclasses.replace(Settings.from_env(), spare_workers=1, max_workers=1)
+    adopt = ModelWorker._adopt
+
+    def slow_adopt(self, spare):  # a loaded machine: the taker is slow to hold the process it took
+        time.sleep(0.5)
+        return adopt(self, spare)
+
+    monkeypatch.setattr(ModelWorker, "_adopt", slow_adopt)  # the replacement spare must not start meanwhile
     pool = WorkerPool(settings)
     try:
         ahead = _spare_pid(pool)
