@@ -79,7 +79,7 @@ def test_global_importance_bars_kinds_and_dependence():
     assert "Model's own" in kinds.options and "Permutation" not in kinds.options
     at.toggle[0].set_value(True).run()
     assert "Permutation" in at.segmented_control(key="kind_pick").options
-    assert not at.get("progress")  # the shuffling's progress bar is gone once it is done
+    assert not at.main.get("progress")  # the shuffling's bar is gone once done (the sidebar's may still explain rows)
     at.segmented_control(key="kind_pick").set_value("permutation").run()
     shuffled = charts(at)[0]["data"][0]
     assert len(shuffled["y"]) == 6 and max(arr(shuffled["x"])) > 0  # a real score drop on the top columns
