@@ -15,7 +15,10 @@ if cohorts.second_upload() is None:
 bar = st.empty()
 with render.guard():
     view = cohorts.diff_view(
-        ctx, progress=lambda done, total: bar.progress(done / max(total, 1), f"Explaining {done:,}/{total:,} rows")
+        ctx,
+        progress=lambda done, total: bar.progress(
+            done / max(total, 1), f"Explaining {done:,}/{total:,} rows" if total else "Explaining…"
+        ),
     )
 bar.empty()
 assert view is not None

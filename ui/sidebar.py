@@ -56,7 +56,8 @@ def render_sidebar(*, page: str = "") -> None:
     try:
         ctx = context.current(
             progress=lambda done, total: bar.progress(
-                done / max(total, 1), f"Explaining a first sample: {done:,}/{total:,} rows"
+                done / max(total, 1),
+                f"Explaining a first sample: {done:,}/{total:,} rows" if total else "Explaining a first sample…",
             ),
             wait=page != "",  # the Overview draws before any row is explained, then starts the job
         )

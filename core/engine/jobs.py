@@ -78,6 +78,7 @@ class ExplainJob:
         self.refiner = refiner
         self._lock = threading.RLock()  # state; never held while explaining, so status() answers at once
         self._sampling = threading.Lock()  # one first sample at a time
+        self._sample_progress = (0, 0)  # (rows, of) of the first sample under way, for those waiting for it
         self._cancel = threading.Event()
         self._sample: ExplainResult | None = None
         self._full: ExplainResult | None = None
@@ -117,13 +118,28 @@ class ExplainJob:
         Raises:
             ModelLensError: Whatever stopped the explanation (worker crash, bad units, ...).
         """
-        with self._sampling:
+        while not self._sampling.acquire(timeout=0.25):
+            # Another thread explains it (another session, the Overview's background start): report its progress.
+            # A Streamlit page's progress bar is also where a click interrupts the wait; without it, the page's
+            # script sat in this lock and a user's click waited for someone else's sample.
+            if progress is not None:
+                with self._lock:
+                    seen = self._sample_progress
+                progress(*seen)
+        try:
             with self._lock:
                 if self._sample is not None:
                     return self._sample
                 self._state, self._started = "sampling", time.monotonic()
+
+            def report(done: int, total: int) -> None:
+                with self._lock:
+                    self._sample_progress = (done, total)
+                if progress is not None:
+                    progress(done, total)
+
             try:
-                sample = self.explainer.explain_sample(self.budget_seconds, progress=progress)
+                sample = self.explainer.explain_sample(self.budget_seconds, progress=report)
             except ModelLensError as exc:
                 with self._lock:
                     self._state, self._error = "failed", str(exc)
@@ -135,6 +151,8 @@ class ExplainJob:
                 else:
                     self._state = "sampled"
             return sample
+        finally:
+            self._sampling.release()
 
     def start(self) -> bool:
         """Explain the first sample, then every row, all in the background; False when already under way.

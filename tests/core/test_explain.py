@@ -211,3 +211,39 @@ def test_the_rows_timed_for_the_estimate_are_the_first_rows_of_the_sample_explai
     np.testing.assert_allclose(sample.values, again.values, atol=1e-12)
     np.testing.assert_allclose(sample.base, again.base, atol=1e-12)
     np.testing.assert_allclose(sample.for_class(1).prediction, model.predict_proba(X.iloc[sample.row_ids])[:, 1])
+
+
+def test_waiting_for_a_sample_another_thread_explains_reports_its_progress_and_can_be_interrupted(forest):
+    """A second session (or a page behind the Overview's background start) waits for the sample under way; the
+    wait calls its progress with that sample's own, which is where a Streamlit page can be interrupted by a
+    click. Before, it sat in a lock until the other thread finished."""
+    model, X = forest
+    job = ExplainJob(make_explainer(model, X), budget_seconds=1e-6, parallel=1)
+    reported, release = threading.Event(), threading.Event()
+    first: list[tuple[int, int]] = []
+
+    def hold(done: int, total: int) -> None:  # the first thread stops inside its sample, holding it
+        first.append((done, total))
+        reported.set()
+        release.wait(60)
+
+    owner = threading.Thread(target=job.run_sample, kwargs={"progress": hold})
+    owner.start()
+    assert reported.wait(60)
+
+    class Clicked(Exception):
+        pass
+
+    seen: list[tuple[int, int]] = []
+
+    def page(done: int, total: int) -> None:
+        seen.append((done, total))
+        raise Clicked  # what a Streamlit rerun request does in a page's progress bar
+
+    with pytest.raises(Clicked):
+        job.run_sample(progress=page)
+    assert seen == first[-1:] and job.result is None  # the other thread's progress; its sample not done yet
+    release.set()
+    owner.join(60)
+    assert job.run_sample(progress=page) is job.result  # ready now: no wait, no progress
+    assert len(seen) == 1
