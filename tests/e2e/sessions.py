@@ -259,15 +259,20 @@ class Outcome:
 _STATE = """([columns, crashed]) => {
     const labels = [...document.querySelectorAll('.st-key-importance .ytick text')].map(t => t.textContent);
     const mine = labels.length === columns.length && columns.every(c => labels.includes(c));
-    if (mine) return 'chart';
-    return crashed && /worker[^.]*(killed|stopped unexpectedly)/i.test(document.body.innerText) ? 'crashed' : '';
+    if (mine) return {state: 'chart', labels};
+    return crashed && /worker[^.]*(killed|stopped unexpectedly)/i.test(document.body.innerText)
+        ? {state: 'crashed', labels} : '';
 }"""
 
 
-async def _wait_state(page: Any, columns: tuple[str, ...], timeout: float, *, crashed: bool = True) -> str:
-    """'chart' once the importance chart shows exactly these columns, or 'crashed' if the page says its worker died."""
+async def _wait_state(
+    page: Any, columns: tuple[str, ...], timeout: float, *, crashed: bool = True
+) -> tuple[str, tuple[str, ...]]:
+    """('chart', its labels) once the importance chart shows exactly these columns, or ('crashed', ...) if the page
+    says its worker died. The labels are read in the same instant: a rerun may briefly show a second copy."""
     handle = await page.wait_for_function(_STATE, arg=[list(columns), crashed], timeout=timeout * 1000, polling=100)
-    return str(await handle.json_value())
+    seen = await handle.json_value()
+    return str(seen["state"]), tuple(seen["labels"])
 
 
 async def _upload(page: Any, key: str, path: Path, timeout: float) -> int:
@@ -353,18 +358,18 @@ async def drive(
         outcome.lost_uploads += await _upload(page, "data_file", case.data, timeout)
         if killer is not None:
             outcome.killed_pid = await killer
-        state = await _wait_state(page, case.columns, timeout)
+        state, labels = await _wait_state(page, case.columns, timeout)
         if state == "crashed":
             outcome.error_seen = True
             outcome.actions = 1
             await page.locator("h1").first.click()
             await page.keyboard.press("r")  # Streamlit's rerun key: the one action the user takes
-            state = await _wait_state(page, case.columns, timeout, crashed=False)
+            state, labels = await _wait_state(page, case.columns, timeout, crashed=False)
         if state != "chart":
             outcome.problem = "the worker error stayed after one rerun"
             return outcome
         outcome.first_chart = time.perf_counter() - started
-        outcome.labels = tuple(await page.locator(".st-key-importance .ytick text").all_text_contents())
+        outcome.labels = labels
         await page.wait_for_selector(IDLE, state="attached")
         text = await page.locator("body").inner_text()
         outcome.foreign = tuple(c for other in others for c in other.columns if c in text)
