@@ -65,6 +65,9 @@ class Settings:
             ``MODELLENS_WORKER_NICE``, default 10; 0 for the same priority.
         spare_workers: Workers kept started ahead (libraries imported, sandbox on, no model yet), so the next
             model skips a worker's start (seconds). ``MODELLENS_SPARE_WORKERS``, default 1; 0 for none.
+        spare_automl: Whether to keep, when an Azure AutoML runtime is installed, one more spare worker with
+            that runtime started in it (the newest installed), so an AutoML upload skips the runtime's start
+            (seconds). ``MODELLENS_SPARE_AUTOML``, default 1; 0 for none.
         explain_budget_seconds: Work budget of the first (sampled) global view. ``MODELLENS_BUDGET_SECONDS``.
         share_days: Default lifetime of a share link. ``MODELLENS_SHARE_DAYS``.
         password: Optional password for the whole app. ``MODELLENS_PASSWORD``.
@@ -89,6 +92,7 @@ class Settings:
     workers_memory_mb: int = field(default_factory=lambda: _default_workers_memory_mb())
     worker_wait_seconds: int = 120
     spare_workers: int = 1
+    spare_automl: int = 1
     worker_nice: int = 10
     explain_budget_seconds: float = 2.0
     share_days: int = 30
@@ -124,6 +128,7 @@ class Settings:
             workers_memory_mb=_env_int(env, "MODELLENS_WORKERS_MEMORY_MB", _default_workers_memory_mb()),
             worker_wait_seconds=_env_int(env, "MODELLENS_WORKER_WAIT_SECONDS", 120),
             spare_workers=_env_int(env, "MODELLENS_SPARE_WORKERS", 1),
+            spare_automl=_env_int(env, "MODELLENS_SPARE_AUTOML", 1),
             worker_nice=_env_int(env, "MODELLENS_WORKER_NICE", 10),
             explain_budget_seconds=_env_float(env, "MODELLENS_BUDGET_SECONDS", 2.0),
             share_days=_env_int(env, "MODELLENS_SHARE_DAYS", 30),

@@ -11,9 +11,10 @@ import pytest
 
 from core.runtimes import registry as runtimes
 
-# Tests start many worker pools; a spare worker started ahead by each would cost seconds of CPU apiece. The tests
-# of the spare itself turn it on in their settings.
+# Tests start many worker pools; a spare worker started ahead by each would cost seconds of CPU apiece (an AutoML
+# runtime's spare more). The tests of the spares themselves turn them on in their settings.
 os.environ.setdefault("MODELLENS_SPARE_WORKERS", "0")
+os.environ.setdefault("MODELLENS_SPARE_AUTOML", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

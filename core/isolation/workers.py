@@ -130,7 +130,7 @@ class ModelWorker:
             if self.alive:
                 return
             if self.pool is not None and not self.spare and self._adopt(self.pool.take_spare(self)):
-                self.pool.refill_spare()  # only now: before, this worker held no process and the budget looked free
+                self.pool.refill_spare(self.spawns)  # only now: until then this worker held no process
                 return
             self._remove_scratch()
             self.scratch = Path(tempfile.mkdtemp(prefix="modellens-worker-"))
@@ -358,6 +358,10 @@ class WorkerPool:
     The pool keeps ``settings.spare_workers`` (0 or 1) worker started ahead: libraries imported and sandbox
     on, with no model. A worker of this Python about to start takes it over instead (a worker's start costs
     seconds of CPU), and a new spare starts in the background when there is room without stopping anyone.
+    With ``settings.spare_automl`` and an Azure AutoML runtime installed, a second spare is kept for AutoML
+    models: a worker whose sandbox lets it run the newest installed runtime, with that runtime already started
+    in it (:func:`core.methods.automl.warm`), so an AutoML upload skips both starts. Spares are stopped
+    first when the budget needs room, the AutoML one (the larger) before the other.
     """
 
     instances: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
@@ -372,46 +376,88 @@ class WorkerPool:
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, args=(reap_every,), daemon=True, name="worker-reaper")
         self._reaper.start()
-        self._spare: ModelWorker | None = None
-        self._spare_ready = threading.Event()  # set when no spare is being started
-        self._spare_ready.set()
+        self._spares: dict[str | None, ModelWorker] = {}  # by the runtime it may start (None: this Python only)
+        self._spares_ready: dict[str | None, threading.Event] = {}  # set when no spare of that kind is starting
+        self._runtime: list[str | None] = []  # the AutoML runtime's interpreter for its spare, once looked up
         self.refill_spare()
+        self.refill_spare(self.automl_python())
+
+    @property
+    def _spare(self) -> ModelWorker | None:
+        """The spare of this Python (no runtime)."""
+        with self._lock:
+            return self._spares.get(None)
+
+    @property
+    def _spare_ready(self) -> threading.Event:
+        return self._ready(None)
+
+    def _ready(self, kind: str | None) -> threading.Event:
+        with self._lock:
+            if kind not in self._spares_ready:
+                self._spares_ready[kind] = threading.Event()
+                self._spares_ready[kind].set()
+            return self._spares_ready[kind]
+
+    def automl_python(self) -> str | None:
+        """The interpreter of the AutoML runtime whose spare this pool keeps (the newest installed), or None."""
+        if self.settings.spare_automl < 1:
+            return None
+        if not self._runtime:
+            from core.runtimes import registry
+
+            record = registry.get_runtime(registry.runtimes_root(self.settings))
+            self._runtime.append(str(record.python_executable) if record is not None else None)
+        return self._runtime[0]
 
     # -- the spare ------------------------------------------------------------------------------------
-    def refill_spare(self) -> bool:
-        """Start a spare worker in the background if the settings ask for one and there is room; True if started."""
-        if self.settings.spare_workers < 1 or self._stop.is_set():
+    def refill_spare(self, runtime: str | None = None) -> bool:
+        """Start a spare worker in the background if the settings ask for one and there is room; True if started.
+
+        ``runtime``: the AutoML runtime's interpreter, for the AutoML spare (only :meth:`automl_python`'s).
+        """
+        if self._stop.is_set():
             return False
+        if runtime is None and self.settings.spare_workers < 1:
+            return False
+        if runtime is not None and runtime != self.automl_python():
+            return False
+        ready = self._ready(runtime)
         with self._lock:
-            if self._spare is not None or not self._spare_ready.is_set():
+            if self._spares.get(runtime) is not None or not ready.is_set():
                 return False
-            self._spare_ready.clear()
-        threading.Thread(target=self._start_spare, daemon=True, name="spare-worker").start()
+            ready.clear()
+        threading.Thread(target=self._start_spare, args=(runtime,), daemon=True, name="spare-worker").start()
         return True
 
-    def _start_spare(self) -> None:
-        spare = ModelWorker(self.settings, label="spare")
+    def _start_spare(self, runtime: str | None) -> None:
+        spare = ModelWorker(self.settings, label="spare" if runtime is None else "AutoML spare", spawns=runtime)
         spare.pool, spare.spare = self, True
         kept = False
         try:
             spare.start()
+            if runtime is not None:
+                spare.call("warm_automl", python=runtime)
             with self._lock:
                 if not self._stop.is_set():
-                    self._spare, kept = spare, True
+                    self._spares[runtime], kept = spare, True
         except errors.ModelLensError as exc:
-            log.info("no spare worker: %s", exc)
+            log.info("no %s: %s", spare.label, exc)
         finally:
             if not kept:
                 spare.close()
-            self._spare_ready.set()
+            self._ready(runtime).set()
 
     def take_spare(self, taker: ModelWorker) -> ModelWorker | None:
-        """The started spare for a worker of this pool's Python and settings (waiting for one being started)."""
-        if taker.settings != self.settings or taker.command != _WORKER_COMMAND or taker.spawns:
+        """The started spare for a worker of this pool's Python, settings and runtime (waiting for one starting)."""
+        if taker.settings != self.settings or taker.command != _WORKER_COMMAND:
             return None
-        self._spare_ready.wait(taker.settings.worker_wait_seconds)
+        kind = taker.spawns
+        if kind is not None and kind != self.automl_python():
+            return None
+        self._ready(kind).wait(taker.settings.worker_wait_seconds)
         with self._lock:
-            spare, self._spare = self._spare, None
+            spare = self._spares.pop(kind, None)
         if spare is None or not spare.alive:
             return None
         return spare  # the taker refills once it holds the process (ModelWorker.start)
@@ -484,9 +530,10 @@ class WorkerPool:
     def _evict_one(self, newcomer: ModelWorker) -> bool:
         """Stop the least recently used idle worker; False when every other worker is busy."""
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None and spare is not newcomer and spare.alive:
-            log.info("stopping the spare worker to make room")
+            kinds = sorted((k for k, w in self._spares.items() if w is not newcomer), key=lambda k: k is None)
+            spare = self._spares.pop(kinds[0]) if kinds else None  # the AutoML spare first: it is the larger
+        if spare is not None and spare.alive:
+            log.info("stopping the %s worker to make room", spare.label)
             spare.close()
             return True
         candidates = [w for w in self.workers() if w is not newcomer and w.alive and not w.busy]
@@ -509,7 +556,7 @@ class WorkerPool:
 
     def _all_workers(self) -> list[ModelWorker]:
         with self._lock:
-            spare = [self._spare] if self._spare is not None else []
+            spare = list(self._spares.values())
         return [*self.workers(), *spare]
 
     def reap(self, now: float | None = None) -> int:
@@ -537,7 +584,7 @@ class WorkerPool:
             worker.close()
         with self._lock:
             self._workers.clear()
-            self._spare = None
+            self._spares.clear()
 
 
 _DEFAULT: WorkerPool | None = None

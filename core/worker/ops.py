@@ -103,6 +103,13 @@ def op_load(
     return card
 
 
+def op_warm_automl(state: Any, python: str) -> int:
+    """Start the Azure AutoML runtime ahead in this (spare) worker; the runtime process's pid."""
+    from core.methods import automl
+
+    return automl.warm(python)
+
+
 def _load_automl(state: Any, data: bytes, filename: str, trusted: bool, max_bytes: int, python: str) -> dict[str, Any]:
     from core.methods import automl
 

@@ -275,3 +275,38 @@ def test_what_if_and_counterfactuals_on_an_automl_ensemble(loaded):
     for candidate in found:
         copy = frame.iloc[[row]].assign(**{c: new for c, (_, new) in candidate.changes.items()})
         assert model.predict(copy, "probability")[0, 0] > 0.5  # the model itself now predicts the asked class
+
+
+def test_an_automl_upload_takes_the_spare_with_its_runtime_started_ahead(automl_models, automl_runtime):
+    """The AutoML spare: a sandboxed worker with the runtime already started in it (its Python 3.10 importing
+    azureml is seconds of CPU), which the upload's worker takes over, runtime and all; a new one follows."""
+    import dataclasses
+
+    import psutil
+
+    from core.config import Settings
+    from core.isolation.workers import WorkerPool
+
+    settings = dataclasses.replace(Settings.from_env(), spare_workers=0, spare_automl=1)
+    pool = WorkerPool(settings)
+    try:
+        assert pool.automl_python() == str(automl_runtime.python_executable)
+        assert pool._ready(pool.automl_python()).wait(180)
+        spare = pool._spares[pool.automl_python()]
+        runtime = [c for c in psutil.Process(spare.proc.pid).children() if "automl_worker" in " ".join(c.cmdline())]
+        assert len(runtime) == 1 and (spare.sandbox or {}).get("active")  # started ahead, inside the sandbox
+        spare_pid = spare.proc.pid
+        folder = automl_models[NAMES[0]]
+        model = load_model((folder / "model.pkl").read_bytes(), "model.pkl", pool=pool, settings=settings)
+        worker = model.handle.worker()
+        assert worker.proc.pid == spare_pid
+        assert runtime[0].pid in [c.pid for c in psutil.Process(worker.proc.pid).children()]
+        assert model.runtime["python"].startswith("3.10.")
+        data = pd.read_csv(folder / "data.csv")
+        frame = align(model, data, target=meta(folder)["target_column"]).frame
+        expected = np.load(folder / "expected_output.npy")
+        np.testing.assert_allclose(model.predict(frame, model.outputs[0]).reshape(expected.shape), expected)
+        assert pool._ready(pool.automl_python()).wait(180)  # a replacement, not the same process
+        assert pool._spares[pool.automl_python()].proc.pid != worker.proc.pid
+    finally:
+        pool.close()
