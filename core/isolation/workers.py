@@ -380,7 +380,9 @@ class WorkerPool:
         self._spares_ready: dict[str | None, threading.Event] = {}  # set when no spare of that kind is starting
         self._runtime: list[str | None] = []  # the AutoML runtime's interpreter for its spare, once looked up
         self.refill_spare()
-        self.refill_spare(self.automl_python())
+        runtime = self.automl_python()
+        if runtime is not None:
+            self.refill_spare(runtime)
 
     @property
     def _spare(self) -> ModelWorker | None:
