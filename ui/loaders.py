@@ -26,7 +26,7 @@ from core.engine.jobs import ExplainJob
 from core.errors import ModelLensError, SandboxError, WorkerError
 from core.isolation.workers import WorkerPool
 from core.loading.model_io import sha256_of
-from core.loading.models import LoadedModel, load_model
+from core.loading.models import LoadedModel, load_model, spare_runtime
 from core.store import ShareStore
 
 TTL = 3 * 3600
@@ -75,8 +75,8 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def worker_pool() -> WorkerPool:
-    """The server's model workers (shared: keyed by model hash, reaped when idle)."""
-    return WorkerPool(settings())
+    """The server's model workers (shared: keyed by model hash, reaped when idle), with the AutoML spare's runtime."""
+    return WorkerPool(settings(), automl_python=spare_runtime(settings()) if settings().spare_automl else None)
 
 
 @st.cache_resource(show_spinner=False)

@@ -358,15 +358,16 @@ class WorkerPool:
     The pool keeps ``settings.spare_workers`` (0 or 1) worker started ahead: libraries imported and sandbox
     on, with no model. A worker of this Python about to start takes it over instead (a worker's start costs
     seconds of CPU), and a new spare starts in the background when there is room without stopping anyone.
-    With ``settings.spare_automl`` and an Azure AutoML runtime installed, a second spare is kept for AutoML
-    models: a worker whose sandbox lets it run the newest installed runtime, with that runtime already started
-    in it (:func:`core.methods.automl.warm`), so an AutoML upload skips both starts. Spares are stopped
+    With ``settings.spare_automl`` and ``automl_python`` (an installed Azure AutoML runtime's interpreter, which
+    the caller looks up: :func:`core.loading.models.spare_runtime`), a second spare is kept for AutoML models: a
+    worker whose sandbox lets it run that runtime, with the runtime already started in it
+    (:func:`core.methods.automl.warm`), so an AutoML upload skips both starts. Spares are stopped
     first when the budget needs room, the AutoML one (the larger) before the other.
     """
 
     instances: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 
-    def __init__(self, settings: Settings | None = None, *, reap_every: float = 30.0):
+    def __init__(self, settings: Settings | None = None, *, reap_every: float = 30.0, automl_python: str | None = None):
         WorkerPool.instances.add(self)
         self.settings = settings or Settings.from_env()
         self._workers: dict[tuple[str, ...], list[ModelWorker]] = {}
@@ -378,7 +379,7 @@ class WorkerPool:
         self._reaper.start()
         self._spares: dict[str | None, ModelWorker] = {}  # by the runtime it may start (None: this Python only)
         self._spares_ready: dict[str | None, threading.Event] = {}  # set when no spare of that kind is starting
-        self._runtime: list[str | None] = []  # the AutoML runtime's interpreter for its spare, once looked up
+        self._runtime = automl_python if self.settings.spare_automl > 0 else None  # the AutoML spare's runtime
         self.refill_spare()
         runtime = self.automl_python()
         if runtime is not None:
@@ -402,15 +403,8 @@ class WorkerPool:
             return self._spares_ready[kind]
 
     def automl_python(self) -> str | None:
-        """The interpreter of the AutoML runtime whose spare this pool keeps (the newest installed), or None."""
-        if self.settings.spare_automl < 1:
-            return None
-        if not self._runtime:
-            from core.runtimes import registry
-
-            record = registry.get_runtime(registry.runtimes_root(self.settings))
-            self._runtime.append(str(record.python_executable) if record is not None else None)
-        return self._runtime[0]
+        """The interpreter of the AutoML runtime whose spare this pool keeps, or None."""
+        return self._runtime
 
     # -- the spare ------------------------------------------------------------------------------------
     def refill_spare(self, runtime: str | None = None) -> bool:

@@ -307,6 +307,12 @@ def load_model(
     return LoadedModel.from_card(card, handle)
 
 
+def spare_runtime(settings: Settings) -> str | None:
+    """The interpreter of the newest installed AutoML runtime, for a pool's AutoML spare; None without one."""
+    record = runtimes.get_runtime(runtimes.runtimes_root(settings))
+    return str(record.python_executable) if record is not None else None
+
+
 def _automl_runtime(info: model_io.UploadInfo, settings: Settings) -> runtimes.RuntimeRecord:
     """The installed AutoML runtime for this upload (its trained version, else the nearest installed)."""
     record = runtimes.get_runtime(runtimes.runtimes_root(settings), info.automl_runtime)

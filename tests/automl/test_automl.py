@@ -288,7 +288,10 @@ def test_an_automl_upload_takes_the_spare_with_its_runtime_started_ahead(automl_
     from core.isolation.workers import WorkerPool
 
     settings = dataclasses.replace(Settings.from_env(), spare_workers=0, spare_automl=1)
-    pool = WorkerPool(settings)
+    from core.loading.models import spare_runtime
+
+    assert spare_runtime(settings) == str(automl_runtime.python_executable)  # what the dashboard's pool is given
+    pool = WorkerPool(settings, automl_python=spare_runtime(settings))
     try:
         assert pool.automl_python() == str(automl_runtime.python_executable)
         assert pool._ready(pool.automl_python()).wait(180)
