@@ -25,6 +25,8 @@ def render_sidebar(*, page: str = "") -> None:
     app.runs += 1  # the sidebar is drawn once per whole-app run: its timed fragments check they are still current
     st.markdown("## :material/center_focus_strong: ModelLens")
     live = st.container(key="sidebar_live")  # the timed fragments' place, the same in every sidebar: see _stale
+    with live:
+        st.empty()  # replaces at once what the last run left there ("Opening…"), instead of at the run's end
     if loaders.settings().allow_unsandboxed:
         st.warning(
             "Unsandboxed: this server opens models without the OS sandbox (MODELLENS_ALLOW_UNSANDBOXED). "
@@ -212,6 +214,8 @@ def _live_progress(job: ExplainJob, run: int) -> None:
     if _stale(run):
         return
     status = job.status()
+    if status.state == "pending":
+        return  # the Overview starts the job once it has drawn: a later tick shows it
     if not status.running:
         st.rerun()
     st.progress(status.done / max(status.total, 1), text=f"Explaining every row: {describe_eta(status)}")
@@ -222,7 +226,7 @@ def _live_progress(job: ExplainJob, run: int) -> None:
 
 def _progress(job: ExplainJob) -> None:
     status = job.status()
-    if status.running:
+    if status.running or status.state == "pending":  # pending: the Overview starts it at the end of this run
         _live_progress(job, state.get().runs)
     elif status.state in ("cancelled", "failed"):
         if status.state == "cancelled":
