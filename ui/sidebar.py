@@ -216,8 +216,12 @@ def _live_progress(job: ExplainJob, run: int) -> None:
     status = job.status()
     if status.state == "pending":
         return  # the Overview starts the job once it has drawn: a later tick shows it
+    ticked = st.session_state.get("_live_progress_run") == run  # else: drawn by the whole-app run itself
+    st.session_state["_live_progress_run"] = run
     if not status.running:
-        st.rerun()
+        if ticked:
+            st.rerun()  # a tick saw the job end: the whole app redraws with every row
+        return  # the whole-app run drawing it already sees the end: a rerun here would drop its widget events
     st.progress(status.done / max(status.total, 1), text=f"Explaining every row: {describe_eta(status)}")
     st.button(
         "Cancel", on_click=job.cancel, key="cancel_job", help="Stop after the current chunk; every row explained stays."
