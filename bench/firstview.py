@@ -3,19 +3,26 @@
 Through the dashboard's own calls, in its order (``ui/loaders.py``): the table read, the model loaded in its
 sandboxed worker, alignment, the explainer's choice and the model's output on every row (what the Overview draws),
 then the first explained sample (what Global importance and the Beeswarm draw). The model is loaded twice, side by
-side in one run: into a worker started for it (a cold start) and into the pool's spare worker started ahead. The
+side in one run: into a worker started for it (a cold start) and into the pool's spare worker started ahead (for
+the Azure AutoML cases, real pipelines built in the installed runtime, the AutoML spare with its runtime). The
 goal: the Overview's chart within 3 s of the file being read by pandas. Browser transfer and rendering are not in
 these figures (``python -m bench browser`` and ``load`` measure the page).
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import io
+import os
 import pickle
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +36,10 @@ from core.data.tables import load_table
 from core.engine.explain import make_explainer
 from core.engine.jobs import ExplainJob
 from core.isolation.workers import WorkerPool
-from core.loading.models import load_model
+from core.loading.models import load_model, spare_runtime
+from core.runtimes import registry as runtimes
+
+AUTOML_BUILDER = Path(__file__).resolve().parents[1] / "tests" / "automl" / "build_models.py"
 
 Case = tuple[str, Callable[[], tuple[bytes, bytes]]]
 
@@ -102,11 +112,41 @@ def _svc(n: int = 1_500, seed: int = 0) -> tuple[bytes, bytes]:
     return pickle.dumps(model), _frame_bytes(frame.assign(y=y))
 
 
+_AUTOML_BUILT: list[Path] = []
+
+
+class NoRuntime(Exception):
+    """No Azure AutoML runtime is installed (``make automl-runtime``)."""
+
+
+def _automl(name: str) -> Callable[[], tuple[bytes, bytes]]:
+    """A real AutoML pipeline built in the installed runtime by the tests' builder (once), and its CSV."""
+
+    def build() -> tuple[bytes, bytes]:
+        if not _AUTOML_BUILT:
+            record = runtimes.get_runtime(runtimes.runtimes_root(Settings.from_env()))
+            if record is None:
+                raise NoRuntime
+            out = Path(tempfile.mkdtemp(prefix="modellens-bench-automl-"))
+            atexit.register(shutil.rmtree, out, ignore_errors=True)
+            env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+            subprocess.run(  # noqa: S603 - the project's own builder in the project's own runtime
+                [str(record.python_executable), str(AUTOML_BUILDER), str(out)], check=True, env=env, timeout=600
+            )
+            _AUTOML_BUILT.append(out)
+        folder = _AUTOML_BUILT[0] / name
+        return (folder / "model.pkl").read_bytes(), (folder / "data.csv").read_bytes()
+
+    return build
+
+
 CASES: list[Case] = [
     ("demo: breast cancer, random forest", _demo),
     ("housing pipeline, 2,930 x 73, GBR", _housing),
     ("flights LightGBM, 327k x 12", _flights),
     ("SVC pipeline, 1,500 x 10 (agnostic)", _svc),
+    ("Azure AutoML binary (ints)", _automl("binary_int")),
+    ("Azure AutoML multiclass (strings)", _automl("multiclass_str")),
 ]
 
 
@@ -139,16 +179,24 @@ def run(*, quick: bool = False) -> None:
     base = Settings.from_env()
     rows = []
     for name, build in cases:
-        model_bytes, data_bytes = build()
+        try:
+            model_bytes, data_bytes = build()
+        except NoRuntime:
+            print(f"{name}: skipped, no Azure AutoML runtime installed (make automl-runtime)\n")
+            continue
+        automl = name.startswith("Azure AutoML")
         runs: dict[str, list[dict[str, float]]] = {"cold worker": [], "spare worker": []}
         for _ in range(repeats):
             for kind in runs:  # side by side in one run
-                settings = dataclasses.replace(base, spare_workers=int(kind == "spare worker"))
-                pool = WorkerPool(settings)
+                spare = int(kind == "spare worker")
+                settings = dataclasses.replace(base, spare_workers=spare, spare_automl=spare * int(automl))
+                pool = WorkerPool(settings, automl_python=spare_runtime(settings) if settings.spare_automl else None)
                 try:
                     if settings.spare_workers:
                         pool.refill_spare()
                         pool._spare_ready.wait(120)  # a server's spare is started long before a user's upload
+                    if pool.automl_python() is not None:  # the AutoML spare: its runtime started in it
+                        pool._ready(pool.automl_python()).wait(180)
                     runs[kind].append(_stages(model_bytes, data_bytes, pool, settings))
                 finally:
                     pool.close()
