@@ -47,6 +47,13 @@ LINEAR_MODELS = {"ElasticNet", "Lasso", "Ridge", "LinearRegression", "LassoLars"
 _WARM: dict[str, Any] = {}  # runtime interpreter -> its worker, started ahead with nothing loaded (see warm)
 
 
+def _runtime_worker(python: str) -> Any:
+    """A (not yet started) worker running the AutoML runtime's interpreter."""
+    from core.isolation.workers import ModelWorker
+
+    return ModelWorker(command=[python, "-m", "core.runtimes.automl_worker"], label="Azure AutoML runtime")
+
+
 def warm(python: str) -> int:
     """Start the AutoML runtime's worker ahead (its libraries imported, no model), for :func:`open_model` to use.
 
@@ -56,11 +63,9 @@ def warm(python: str) -> int:
     Raises:
         WorkerError: The runtime did not start.
     """
-    from core.isolation.workers import ModelWorker
-
     worker = _WARM.get(python)
     if worker is None or not worker.alive:
-        worker = ModelWorker(command=[python, "-m", "core.runtimes.automl_worker"], label="Azure AutoML runtime")
+        worker = _runtime_worker(python)
         worker.start()
         _WARM[python] = worker
     assert worker.proc is not None  # started just above, or alive
@@ -84,11 +89,9 @@ def open_model(
         ModelLoadError: The file is not a fitted AutoML pipeline.
         WorkerError: The runtime did not start or crashed.
     """
-    from core.isolation.workers import ModelWorker
-
     worker = _WARM.pop(python, None)  # started ahead by this process's warm(), if it was a spare
     if worker is None or not worker.alive:
-        worker = ModelWorker(command=[python, "-m", "core.runtimes.automl_worker"], label="Azure AutoML runtime")
+        worker = _runtime_worker(python)
     try:
         card = worker.call("load", data=data, filename=filename, trusted=trusted, max_bytes=max_bytes)
     except BaseException:

@@ -165,6 +165,12 @@ def _normalise(series: pd.Series) -> tuple[np.ndarray, bool]:
     return codes, True
 
 
+def _drawn_rows(n: int, max_rows: int, seed: int) -> np.ndarray:
+    """Positions of the rows a scatter draws: all of them, or a seeded sample of ``max_rows`` in order."""
+    rows = np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False)) if n > max_rows else rows
+
+
 def beeswarm_figure(
     expl: Explanation,
     *,
@@ -182,9 +188,7 @@ def beeswarm_figure(
     """
     if len(expl) == 0:
         raise ExplanationError("The beeswarm needs at least one explained row.")
-    rows = np.arange(len(expl))
-    if len(rows) > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    rows = _drawn_rows(len(expl), max_rows, seed)
     if features is None:
         order = np.argsort(-np.abs(expl.values).mean(axis=0), kind="stable")[:max_display]
     else:
@@ -410,9 +414,7 @@ def dependence_figure(
     if feature not in names:
         raise ExplanationError(f"Unknown feature {feature!r}; pick one of the explained columns.")
     j = names.index(feature)
-    rows = np.arange(len(expl))
-    if len(rows) > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    rows = _drawn_rows(len(expl), max_rows, seed)
     frame = expl.data.iloc[rows]
     values = frame.iloc[:, j]
     y = expl.values[rows, j]
